@@ -1,0 +1,1 @@
+//! `strata-control`: loads and watches policy and publishes it to the dataplane.

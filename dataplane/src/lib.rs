@@ -1,0 +1,1 @@
+//! `strata-dataplane`: the packet path.

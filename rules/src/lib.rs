@@ -1,0 +1,13 @@
+//! `strata-rules`: the policy side of Strata, with no I/O.
+//!
+//! - [`model`]: the object model of DESIGN §2 (ports, layers, groups, rules, conditions,
+//!   actions, defaults).
+//! - [`reference`]: the reference evaluator, the executable spec of DESIGN §2. Slow and
+//!   obviously correct; every fast path is tested against it.
+//! - [`classifier`]: compiled classifiers that select a group's best rule quickly.
+//! - [`policy`]: the TOML policy file (networks, endpoints, HNS-style policies, custom
+//!   layers), its validation and its compilation into a [`model::Policy`].
+
+pub mod model;
+
+pub use model::*;

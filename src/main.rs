@@ -1,0 +1,2 @@
+//! `strata`: the command-line front end.
+fn main() {}
