@@ -1,2 +1,69 @@
-//! `strata`: the command-line front end.
-fn main() {}
+//! `strata`: the command-line front end (DESIGN §4). Each subcommand lives in its own
+//! module; this file only parses arguments and maps results to exit codes
+//! (0 success, 1 invalid input, 2 runtime failure).
+
+mod bench;
+mod check;
+mod replay;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "strata", version, about = "Userspace packet filtering and forwarding for container hosts (an open VFP)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pcap or pcapng capture through the engine (default: the bundled example).
+    Replay(replay::Args),
+    /// Validate a policy file; errors name file, line and object.
+    Check {
+        /// The policy file (TOML).
+        file: PathBuf,
+    },
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// How a subcommand failed, mapped to DESIGN §4's exit codes.
+#[derive(Debug)]
+pub enum Failure {
+    /// Invalid input (policy, capture, arguments): exit 1.
+    Input(String),
+    /// Runtime failure (I/O while writing, device errors): exit 2.
+    Runtime(String),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Replay(args) => replay::run(args),
+        Command::Check { file } => check::run(&file),
+        Command::Bench(b) => bench::run(b),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Input(msg)) => {
+            eprintln!("strata: {msg}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Runtime(msg)) => {
+            eprintln!("strata: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
