@@ -1,0 +1,630 @@
+//! The reference evaluator: DESIGN §2 written as plainly as possible.
+//!
+//! This is the executable spec. It scans every list linearly, caches nothing, and keeps
+//! connections in a `Vec`. The dataplane's fast engine (compiled classifiers, unified flow
+//! table, connection table) must give the same verdict as [`RefSwitch::process`] for
+//! every packet sequence; property tests hold it to that. Change semantics here first.
+//!
+//! What it decides, for one frame entering the switch:
+//! 1. the ingress port (the caller says which) and, for IP packets, the sender's layers
+//!    outbound (top to bottom), unless the packet replies to a connection that port
+//!    recorded;
+//! 2. the destination: the endpoint whose MAC is the destination MAC, else the endpoint
+//!    that owns the destination IP, else the uplink (traffic from the uplink that no
+//!    endpoint owns is dropped with `no-route`);
+//! 3. the receiver's layers inbound (bottom to top), with the same connection rule.
+//!
+//! Connections ("stateful"): a traversal that is allowed, where some layer's decision was
+//! stateful (a stateful rule, or a default allow), records a connection on that port. A
+//! packet in the other direction whose [`ConnKey`] is the reverse of a recorded one is
+//! accepted without rule evaluation. Connections expire after [`timeouts`] of idleness;
+//! a TCP RST ends one after it passes. When the policy changes (the generation bumps) a
+//! connection is re-validated on its next packet: the original packet is evaluated against
+//! the new policy, and if that is no longer a stateful allow the connection is cut.
+
+use std::net::IpAddr;
+
+use crate::model::{Action, Direction, Fields, Layer, Policy, Port, proto};
+
+/// Idle timeouts, in nanoseconds of packet time.
+pub mod timeouts {
+    const S: u64 = 1_000_000_000;
+    /// A TCP connection that has seen traffic both ways and no FIN from both sides.
+    pub const TCP_ESTABLISHED: u64 = 300 * S;
+    /// A TCP connection opened by a SYN with no reply yet, or closing (FIN both ways).
+    pub const TCP_TRANSITORY: u64 = 30 * S;
+    pub const UDP: u64 = 120 * S;
+    pub const ICMP: u64 = 30 * S;
+    pub const OTHER: u64 = 60 * S;
+}
+
+/// TCP flag bits as they appear in the header.
+pub mod tcp_flags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const ACK: u8 = 0x10;
+}
+
+/// What identifies a connection: the 5-tuple, with ICMP echo identifiers standing in for
+/// ports (source and destination port both = identifier, so request and reply reverse
+/// into each other). Other ICMP messages have no connection.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct ConnKey {
+    pub src_ip: IpAddr,
+    pub dst_ip: IpAddr,
+    pub protocol: u8,
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+impl ConnKey {
+    pub fn reverse(&self) -> ConnKey {
+        ConnKey {
+            src_ip: self.dst_ip,
+            dst_ip: self.src_ip,
+            protocol: self.protocol,
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+        }
+    }
+}
+
+/// ICMP echo request and reply types (ICMPv4 8/0, ICMPv6 128/129).
+pub fn is_icmp_echo(protocol: u8, icmp_type: u8) -> bool {
+    matches!(
+        (protocol, icmp_type),
+        (proto::ICMP, 0 | 8) | (proto::ICMPV6, 128 | 129)
+    )
+}
+
+/// The connection key of a packet, or `None` if it can't belong to a connection.
+pub fn conn_key(f: &Fields, icmp_id: Option<u16>) -> Option<ConnKey> {
+    let (src_port, dst_port) = match f.icmp {
+        Some((t, _)) if is_icmp_echo(f.protocol, t) => {
+            let id = icmp_id?;
+            (id, id)
+        }
+        Some(_) => return None,
+        None => (f.src_port, f.dst_port),
+    };
+    Some(ConnKey {
+        src_ip: f.src_ip,
+        dst_ip: f.dst_ip,
+        protocol: f.protocol,
+        src_port,
+        dst_port,
+    })
+}
+
+/// TCP connection progress, enough to pick a timeout.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TcpState {
+    /// Opened by a bare SYN, no packet back yet.
+    SynSent,
+    Established,
+    /// FIN seen from one side (true = originator).
+    Closing { fin_orig: bool, fin_reply: bool },
+}
+
+/// The state machine shared by the spec and the engine: the state after a packet with
+/// `flags` in direction `from_orig`, or `None` when the connection ends (RST).
+pub fn tcp_next(state: TcpState, flags: u8, from_orig: bool) -> Option<TcpState> {
+    if flags & tcp_flags::RST != 0 {
+        return None;
+    }
+    let fin = flags & tcp_flags::FIN != 0;
+    let s = match state {
+        TcpState::SynSent if !from_orig => TcpState::Established,
+        s => s,
+    };
+    Some(match (s, fin) {
+        (TcpState::Established, true) => TcpState::Closing {
+            fin_orig: from_orig,
+            fin_reply: !from_orig,
+        },
+        (TcpState::Closing { fin_orig, fin_reply }, true) => TcpState::Closing {
+            fin_orig: fin_orig || from_orig,
+            fin_reply: fin_reply || !from_orig,
+        },
+        (s, _) => s,
+    })
+}
+
+/// The state a new TCP connection starts in.
+pub fn tcp_initial(flags: u8) -> TcpState {
+    if flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN {
+        TcpState::SynSent
+    } else {
+        TcpState::Established
+    }
+}
+
+/// The idle timeout of a connection of `protocol` in `tcp` state.
+pub fn idle_timeout(protocol: u8, tcp: TcpState) -> u64 {
+    match protocol {
+        proto::TCP => match tcp {
+            TcpState::Established => timeouts::TCP_ESTABLISHED,
+            TcpState::Closing {
+                fin_orig: true,
+                fin_reply: true,
+            }
+            | TcpState::SynSent => timeouts::TCP_TRANSITORY,
+            TcpState::Closing { .. } => timeouts::TCP_ESTABLISHED,
+        },
+        proto::UDP => timeouts::UDP,
+        proto::ICMP | proto::ICMPV6 => timeouts::ICMP,
+        _ => timeouts::OTHER,
+    }
+}
+
+/// Who decided a layer.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum DecidedBy {
+    /// Group index and rule index within the layer.
+    Rule { group: usize, rule: usize },
+    /// The layer's default for the direction: the entry index, or `None` for `otherwise`.
+    Default { entry: Option<usize> },
+}
+
+/// One layer's decision.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct LayerDecision<'a> {
+    pub action: &'a Action,
+    pub by: DecidedBy,
+    pub stateful: bool,
+}
+
+/// The best rule of a group for `f`: lowest priority number, ties to the earlier rule.
+pub fn best_rule(rules: &[crate::model::Rule], f: &Fields) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for (i, r) in rules.iter().enumerate() {
+        if r.conditions.matches(f) && best.is_none_or(|b| r.priority < rules[b].priority) {
+            best = Some(i);
+        }
+    }
+    best
+}
+
+/// Evaluates one layer (DESIGN §2 "Evaluation of one layer").
+pub fn evaluate_layer<'a>(layer: &'a Layer, dir: Direction, f: &Fields) -> LayerDecision<'a> {
+    let mut last: Option<(usize, usize)> = None;
+    for (gi, g) in layer.groups.iter().enumerate() {
+        if !g.direction.applies(dir) || g.condition.as_ref().is_some_and(|c| !c.matches(f)) {
+            continue;
+        }
+        if let Some(ri) = best_rule(&g.rules, f) {
+            last = Some((gi, ri));
+            if g.rules[ri].terminating {
+                break;
+            }
+        }
+    }
+    if let Some((group, rule)) = last {
+        let r = &layer.groups[group].rules[rule];
+        return LayerDecision {
+            action: &r.action,
+            by: DecidedBy::Rule { group, rule },
+            stateful: r.stateful,
+        };
+    }
+    let d = layer.defaults.for_direction(dir);
+    match d.entries.iter().position(|e| e.conditions.matches(f)) {
+        Some(i) => LayerDecision {
+            action: &d.entries[i].action,
+            by: DecidedBy::Default { entry: Some(i) },
+            stateful: !d.entries[i].action.is_block(),
+        },
+        None => LayerDecision {
+            action: &d.otherwise,
+            by: DecidedBy::Default { entry: None },
+            stateful: !d.otherwise.is_block(),
+        },
+    }
+}
+
+/// The names of what decided a layer, as verdicts print them.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct DecisionNames {
+    pub layer: String,
+    /// `None` when the layer's default decided.
+    pub group: Option<String>,
+    /// The rule id, or `default` / `default:<entry>` for the layer's default.
+    pub rule: String,
+}
+
+impl DecisionNames {
+    pub fn of(layer: &Layer, dir: Direction, by: DecidedBy) -> DecisionNames {
+        match by {
+            DecidedBy::Rule { group, rule } => DecisionNames {
+                layer: layer.name.clone(),
+                group: Some(layer.groups[group].name.clone()),
+                rule: layer.groups[group].rules[rule].id.clone(),
+            },
+            DecidedBy::Default { entry } => DecisionNames {
+                layer: layer.name.clone(),
+                group: None,
+                rule: match entry {
+                    Some(i) => format!(
+                        "default:{}",
+                        layer.defaults.for_direction(dir).entries[i].name
+                    ),
+                    None => "default".to_string(),
+                },
+            },
+        }
+    }
+}
+
+/// The outcome of one port traversal.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PortDecision {
+    pub allowed: bool,
+    pub stateful: bool,
+    /// The blocking layer's decision, or for an allow the last layer's (in traversal
+    /// order). `None` for a port without layers.
+    pub decided: Option<DecisionNames>,
+}
+
+/// Traverses a port's layers in `dir` order. A block ends the traversal.
+pub fn evaluate_port(port: &Port, dir: Direction, f: &Fields) -> PortDecision {
+    let order: Box<dyn Iterator<Item = &Layer>> = match dir {
+        Direction::Out => Box::new(port.layers.iter()),
+        Direction::In => Box::new(port.layers.iter().rev()),
+    };
+    let mut stateful = false;
+    let mut decided = None;
+    for layer in order {
+        let d = evaluate_layer(layer, dir, f);
+        decided = Some(DecisionNames::of(layer, dir, d.by));
+        if d.action.is_block() {
+            return PortDecision {
+                allowed: false,
+                stateful: false,
+                decided,
+            };
+        }
+        stateful |= d.stateful;
+    }
+    PortDecision {
+        allowed: true,
+        stateful,
+        decided,
+    }
+}
+
+/// A packet as the reference sees it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct RefPacket {
+    pub fields: Fields,
+    pub icmp_id: Option<u16>,
+    pub tcp_flags: u8,
+    /// Packet time in nanoseconds.
+    pub ts_ns: u64,
+}
+
+/// The reference verdict of one packet.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct RefVerdict {
+    /// The output port's name, for a forward.
+    pub out_port: Option<String>,
+    /// Drop reason name (`acl`, `acl-default`, `no-route`), for a drop.
+    pub reason: Option<&'static str>,
+    /// The decision that mattered: the blocking one for a drop, else the last port's last
+    /// evaluated layer; `None` when every traversal was a connection's reply.
+    pub decided: Option<DecisionNames>,
+}
+
+#[derive(Clone, Debug)]
+struct RefConn {
+    port: usize,
+    orig_dir: Direction,
+    key: ConnKey,
+    /// The packet that opened (or last re-validated) the connection, for re-validation.
+    orig_fields: Fields,
+    tcp: TcpState,
+    last_seen: u64,
+    generation: u64,
+}
+
+/// The whole switch as the spec sees it: a policy, a generation, and connections.
+pub struct RefSwitch {
+    pub policy: Policy,
+    generation: u64,
+    conns: Vec<RefConn>,
+}
+
+/// Index of the uplink in port positions used by [`RefSwitch::process`].
+pub const UPLINK: Option<usize> = None;
+
+impl RefSwitch {
+    pub fn new(policy: Policy) -> RefSwitch {
+        RefSwitch {
+            policy,
+            generation: 1,
+            conns: Vec::new(),
+        }
+    }
+
+    /// Replaces the policy: every connection will be re-validated on its next packet.
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+        self.generation += 1;
+    }
+
+    fn expired(c: &RefConn, now: u64) -> bool {
+        now.saturating_sub(c.last_seen) > idle_timeout(c.key.protocol, c.tcp)
+    }
+
+    /// Finds a live connection of `port` with this originating direction and key,
+    /// forgetting expired ones on the way.
+    fn find(&mut self, port: usize, orig_dir: Direction, key: ConnKey, now: u64) -> Option<usize> {
+        let i = self
+            .conns
+            .iter()
+            .position(|c| c.port == port && c.orig_dir == orig_dir && c.key == key)?;
+        if Self::expired(&self.conns[i], now) {
+            self.conns.remove(i);
+            return None;
+        }
+        Some(i)
+    }
+
+    /// Advances a connection's TCP state and clock; removes it on RST.
+    fn touch(&mut self, i: usize, pkt: &RefPacket, from_orig: bool) {
+        let c = &mut self.conns[i];
+        c.last_seen = pkt.ts_ns;
+        if c.key.protocol == proto::TCP {
+            match tcp_next(c.tcp, pkt.tcp_flags, from_orig) {
+                Some(s) => c.tcp = s,
+                None => {
+                    self.conns.remove(i);
+                }
+            }
+        }
+    }
+
+    /// One traversal of `port` in `dir`. Returns allowed, and the decision when layers
+    /// were evaluated (`None` for a connection's reply).
+    fn traverse(
+        &mut self,
+        port: usize,
+        dir: Direction,
+        pkt: &RefPacket,
+    ) -> (bool, Option<DecisionNames>) {
+        let key = conn_key(&pkt.fields, pkt.icmp_id);
+        let now = pkt.ts_ns;
+        // A reply of a recorded connection passes without evaluation, once the connection
+        // is known to hold under the current policy.
+        if let Some(k) = key {
+            if let Some(i) = self.find(port, dir.reverse(), k.reverse(), now) {
+                let c = &self.conns[i];
+                let still_holds = c.generation == self.generation || {
+                    let d = evaluate_port(&self.policy.ports[port], c.orig_dir, &c.orig_fields);
+                    d.allowed && d.stateful
+                };
+                if still_holds {
+                    self.conns[i].generation = self.generation;
+                    self.touch(i, pkt, false);
+                    return (true, None);
+                }
+                self.conns.remove(i);
+            }
+        }
+        let d = evaluate_port(&self.policy.ports[port], dir, &pkt.fields);
+        let existing = key.and_then(|k| self.find(port, dir, k, now));
+        match (d.allowed && d.stateful, existing, key) {
+            (true, Some(i), _) => {
+                let c = &mut self.conns[i];
+                c.generation = self.generation;
+                c.orig_fields = pkt.fields;
+                self.touch(i, pkt, true);
+            }
+            (true, None, Some(k)) => {
+                let tcp = tcp_initial(pkt.tcp_flags);
+                // A connection opened by a RST never exists.
+                if pkt.fields.protocol != proto::TCP || pkt.tcp_flags & tcp_flags::RST == 0 {
+                    self.conns.push(RefConn {
+                        port,
+                        orig_dir: dir,
+                        key: k,
+                        orig_fields: pkt.fields,
+                        tcp,
+                        last_seen: now,
+                        generation: self.generation,
+                    });
+                }
+            }
+            (false, Some(i), _) => {
+                // The policy no longer allows this connection statefully: cut it.
+                self.conns.remove(i);
+            }
+            _ => {}
+        }
+        (d.allowed, d.decided)
+    }
+
+    /// The index of the endpoint that owns `ip`.
+    fn owner_of(&self, ip: IpAddr) -> Option<usize> {
+        self.policy.ports.iter().position(|p| p.ips.contains(&ip))
+    }
+
+    /// Processes one IP packet entering at `in_port` (`None` = the uplink).
+    pub fn process(&mut self, in_port: Option<usize>, pkt: &RefPacket) -> RefVerdict {
+        let f = &pkt.fields;
+        let mut decided = None;
+        if let Some(p) = in_port {
+            let (ok, d) = self.traverse(p, Direction::Out, pkt);
+            if !ok {
+                return drop_verdict(d);
+            }
+            decided = d;
+        }
+        let dest = self
+            .policy
+            .ports
+            .iter()
+            .position(|q| q.mac == f.dst_mac)
+            .or_else(|| self.owner_of(f.dst_ip));
+        let Some(q) = dest else {
+            return match in_port {
+                Some(_) => RefVerdict {
+                    out_port: Some(self.policy.uplink.name.clone()),
+                    reason: None,
+                    decided,
+                },
+                None => RefVerdict {
+                    out_port: None,
+                    reason: Some("no-route"),
+                    decided: None,
+                },
+            };
+        };
+        let (ok, d) = self.traverse(q, Direction::In, pkt);
+        if !ok {
+            return drop_verdict(d);
+        }
+        RefVerdict {
+            out_port: Some(self.policy.ports[q].name.clone()),
+            reason: None,
+            decided: d.or(decided),
+        }
+    }
+}
+
+fn drop_verdict(d: Option<DecisionNames>) -> RefVerdict {
+    let reason = match &d {
+        Some(n) if n.group.is_none() => "acl-default",
+        _ => "acl",
+    };
+    RefVerdict {
+        out_port: None,
+        reason: Some(reason),
+        decided: d,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::*;
+
+    fn fields(src: &str, dst: &str, protocol: u8, sp: u16, dp: u16) -> Fields {
+        Fields {
+            src_mac: Mac::ZERO,
+            dst_mac: Mac::ZERO,
+            vlan: None,
+            vni: None,
+            src_ip: src.parse().unwrap(),
+            dst_ip: dst.parse().unwrap(),
+            protocol,
+            src_port: sp,
+            dst_port: dp,
+            icmp: None,
+        }
+    }
+
+    fn rule(id: &str, priority: u32, action: Action, terminating: bool, c: Conditions) -> Rule {
+        Rule {
+            id: id.into(),
+            priority,
+            conditions: c,
+            action,
+            terminating,
+            stateful: true,
+        }
+    }
+
+    fn tcp_port(p: u16) -> Conditions {
+        Conditions {
+            protocol: vec![proto::TCP],
+            dst_port: vec![PortRange::single(p)],
+            ..Conditions::default()
+        }
+    }
+
+    #[test]
+    fn priority_then_order_then_last_group_then_terminating() {
+        let mut layer = Layer {
+            name: "acl".into(),
+            groups: vec![
+                Group {
+                    name: "g1".into(),
+                    direction: GroupDirection::Both,
+                    condition: None,
+                    rules: vec![
+                        rule("a", 10, Action::Allow, false, tcp_port(80)),
+                        rule("b", 5, Action::Block, false, tcp_port(80)),
+                        rule("c", 5, Action::Allow, false, tcp_port(80)),
+                    ],
+                },
+                Group {
+                    name: "g2".into(),
+                    direction: GroupDirection::In,
+                    condition: None,
+                    rules: vec![rule("d", 100, Action::Allow, false, Conditions::any())],
+                },
+            ],
+            defaults: Defaults::allow_all(),
+        };
+        let f = fields("198.18.0.1", "198.18.0.2", proto::TCP, 1000, 80);
+        // Out: only g1 applies; priority 5 beats 10, and "b" is written before "c".
+        let d = evaluate_layer(&layer, Direction::Out, &f);
+        assert_eq!(d.by, DecidedBy::Rule { group: 0, rule: 1 });
+        assert!(d.action.is_block());
+        // In: g2 also selects a rule and, being last, decides.
+        let d = evaluate_layer(&layer, Direction::In, &f);
+        assert_eq!(d.by, DecidedBy::Rule { group: 1, rule: 0 });
+        // A terminating rule in g1 decides at once.
+        layer.groups[0].rules[1].terminating = true;
+        let d = evaluate_layer(&layer, Direction::In, &f);
+        assert_eq!(d.by, DecidedBy::Rule { group: 0, rule: 1 });
+    }
+
+    #[test]
+    fn defaults_by_protocol() {
+        let layer = Layer {
+            name: "acl".into(),
+            groups: vec![],
+            defaults: Defaults {
+                outbound: DefaultPolicy::allow_all(),
+                inbound: DefaultPolicy {
+                    entries: vec![DefaultRule {
+                        name: "tcp".into(),
+                        conditions: Conditions {
+                            protocol: vec![proto::TCP],
+                            ..Conditions::default()
+                        },
+                        action: Action::Allow,
+                    }],
+                    otherwise: Action::Block,
+                },
+            },
+        };
+        let tcp = fields("198.18.0.1", "198.18.0.2", proto::TCP, 1, 2);
+        let gre = fields("198.18.0.1", "198.18.0.2", proto::GRE, 0, 0);
+        let d = evaluate_layer(&layer, Direction::In, &tcp);
+        assert_eq!(d.by, DecidedBy::Default { entry: Some(0) });
+        assert!(d.stateful);
+        let d = evaluate_layer(&layer, Direction::In, &gre);
+        assert!(d.action.is_block());
+        assert_eq!(
+            DecisionNames::of(&layer, Direction::In, d.by).rule,
+            "default".to_string()
+        );
+        assert!(!evaluate_layer(&layer, Direction::Out, &gre).action.is_block());
+    }
+
+    #[test]
+    fn tcp_state_machine() {
+        let s = tcp_initial(tcp_flags::SYN);
+        assert_eq!(s, TcpState::SynSent);
+        let s = tcp_next(s, tcp_flags::SYN | tcp_flags::ACK, false).unwrap();
+        assert_eq!(s, TcpState::Established);
+        let s = tcp_next(s, tcp_flags::FIN | tcp_flags::ACK, true).unwrap();
+        assert_eq!(idle_timeout(proto::TCP, s), timeouts::TCP_ESTABLISHED);
+        let s = tcp_next(s, tcp_flags::FIN | tcp_flags::ACK, false).unwrap();
+        assert_eq!(idle_timeout(proto::TCP, s), timeouts::TCP_TRANSITORY);
+        assert!(tcp_next(s, tcp_flags::RST, true).is_none());
+    }
+}
