@@ -1,1 +1,21 @@
 //! `strata-dataplane`: the packet path.
+//!
+//! - [`flow`]: what a frame means to policy ([`flow::PacketMeta`]) and flow keys;
+//! - [`layer`]: compiled layers (the slow path's evaluation);
+//! - [`conntrack`]: recorded connections, TCP states and timeouts;
+//! - [`uft`]: the unified flow table, each flow's cached decision;
+//! - [`port`]: one port's fast path and slow path, and its counters;
+//! - [`switch`]: ports, the MAC/IP table, ingress, delivery, proxy ARP;
+//! - [`drop`]: every drop's named reason.
+
+pub mod conntrack;
+pub mod drop;
+pub mod flow;
+pub mod layer;
+pub mod port;
+pub mod switch;
+pub mod uft;
+
+pub use drop::DropReason;
+pub use flow::{FlowKey, PacketMeta};
+pub use switch::{FrameInfo, PortId, Switch, Verdict};

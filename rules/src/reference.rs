@@ -104,7 +104,10 @@ pub enum TcpState {
     SynSent,
     Established,
     /// FIN seen from one side (true = originator).
-    Closing { fin_orig: bool, fin_reply: bool },
+    Closing {
+        fin_orig: bool,
+        fin_reply: bool,
+    },
 }
 
 /// The state machine shared by the spec and the engine: the state after a packet with
@@ -123,7 +126,13 @@ pub fn tcp_next(state: TcpState, flags: u8, from_orig: bool) -> Option<TcpState>
             fin_orig: from_orig,
             fin_reply: !from_orig,
         },
-        (TcpState::Closing { fin_orig, fin_reply }, true) => TcpState::Closing {
+        (
+            TcpState::Closing {
+                fin_orig,
+                fin_reply,
+            },
+            true,
+        ) => TcpState::Closing {
             fin_orig: fin_orig || from_orig,
             fin_reply: fin_reply || !from_orig,
         },
@@ -612,7 +621,11 @@ mod tests {
             DecisionNames::of(&layer, Direction::In, d.by).rule,
             "default".to_string()
         );
-        assert!(!evaluate_layer(&layer, Direction::Out, &gre).action.is_block());
+        assert!(
+            !evaluate_layer(&layer, Direction::Out, &gre)
+                .action
+                .is_block()
+        );
     }
 
     #[test]

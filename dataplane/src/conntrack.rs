@@ -1,0 +1,195 @@
+//! Connection tracking: the connections a port has recorded, so that replies pass
+//! without rule evaluation (DESIGN §2 "Stateful").
+//!
+//! Connections live in a slab addressed by [`ConnRef`] (slot + serial, so a stale
+//! reference from a flow-table entry is detected, never misapplied) and are indexed by
+//! their originating direction and [`ConnKey`]. Timeouts and the TCP state machine are the
+//! reference evaluator's (`strata_rules::reference`), so both age connections alike.
+
+use ahash::RandomState;
+use std::collections::HashMap;
+
+use strata_rules::model::{Direction, Fields, proto};
+use strata_rules::reference::{self as spec, ConnKey, TcpState};
+
+/// A handle on a connection; detects that the slot was reused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ConnRef {
+    slot: u32,
+    serial: u32,
+}
+
+/// One recorded connection.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    pub key: ConnKey,
+    pub orig_dir: Direction,
+    /// The headers that opened (or last re-validated) it: re-evaluated when the policy
+    /// changes.
+    pub orig_fields: Fields,
+    pub tcp: TcpState,
+    pub last_seen: u64,
+    /// The port generation under which it was last validated.
+    pub generation: u64,
+}
+
+impl Connection {
+    fn expired(&self, now: u64) -> bool {
+        now.saturating_sub(self.last_seen) > spec::idle_timeout(self.key.protocol, self.tcp)
+    }
+}
+
+struct Slot {
+    serial: u32,
+    conn: Option<Connection>,
+}
+
+/// The connection table of one port, bounded by `capacity`.
+pub struct ConnTable {
+    index: HashMap<(Direction, ConnKey), ConnRef, RandomState>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    capacity: usize,
+}
+
+/// The table is full of live connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+impl ConnTable {
+    pub fn new(capacity: usize) -> ConnTable {
+        ConnTable {
+            index: HashMap::with_capacity_and_hasher(capacity.min(1 << 16), RandomState::new()),
+            slots: Vec::new(),
+            free: Vec::new(),
+            capacity,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    pub fn get(&self, r: ConnRef) -> Option<&Connection> {
+        let s = self.slots.get(r.slot as usize)?;
+        if s.serial != r.serial {
+            return None;
+        }
+        s.conn.as_ref()
+    }
+
+    /// The connection if it still exists and has not expired at `now`; an expired one is
+    /// removed.
+    pub fn live(&mut self, r: ConnRef, now: u64) -> Option<&mut Connection> {
+        let expired = self.get(r)?.expired(now);
+        if expired {
+            self.remove(r);
+            return None;
+        }
+        self.slots[r.slot as usize].conn.as_mut()
+    }
+
+    /// Finds the live connection with this originating direction and key.
+    pub fn lookup(&mut self, orig_dir: Direction, key: ConnKey, now: u64) -> Option<ConnRef> {
+        let r = *self.index.get(&(orig_dir, key))?;
+        self.live(r, now).map(|_| r)
+    }
+
+    /// Records a new connection. When full, expired connections are swept first.
+    pub fn insert(&mut self, conn: Connection, now: u64) -> Result<ConnRef, Full> {
+        if self.index.len() >= self.capacity {
+            self.sweep(now);
+            if self.index.len() >= self.capacity {
+                return Err(Full);
+            }
+        }
+        let idx = (conn.orig_dir, conn.key);
+        let r = match self.free.pop() {
+            Some(slot) => {
+                let s = &mut self.slots[slot as usize];
+                s.serial = s.serial.wrapping_add(1);
+                s.conn = Some(conn);
+                ConnRef {
+                    slot,
+                    serial: s.serial,
+                }
+            }
+            None => {
+                let slot = self.slots.len() as u32;
+                self.slots.push(Slot {
+                    serial: 0,
+                    conn: Some(conn),
+                });
+                ConnRef { slot, serial: 0 }
+            }
+        };
+        if let Some(old) = self.index.insert(idx, r) {
+            self.free_slot(old);
+        }
+        Ok(r)
+    }
+
+    fn free_slot(&mut self, r: ConnRef) {
+        if let Some(s) = self.slots.get_mut(r.slot as usize) {
+            if s.serial == r.serial && s.conn.take().is_some() {
+                self.free.push(r.slot);
+            }
+        }
+    }
+
+    pub fn remove(&mut self, r: ConnRef) {
+        let Some(c) = self.get(r) else { return };
+        let idx = (c.orig_dir, c.key);
+        if self.index.get(&idx) == Some(&r) {
+            self.index.remove(&idx);
+        }
+        self.free_slot(r);
+    }
+
+    /// Updates the clock and TCP state of a live connection for a packet with `flags`;
+    /// a RST removes it (after this packet, which passes). Returns whether it lives on.
+    pub fn touch(&mut self, r: ConnRef, tcp_flags: u8, from_orig: bool, now: u64) -> bool {
+        let Some(c) = self
+            .slots
+            .get_mut(r.slot as usize)
+            .filter(|s| s.serial == r.serial)
+            .and_then(|s| s.conn.as_mut())
+        else {
+            return false;
+        };
+        c.last_seen = now;
+        if c.key.protocol == proto::TCP {
+            match spec::tcp_next(c.tcp, tcp_flags, from_orig) {
+                Some(s) => c.tcp = s,
+                None => {
+                    self.remove(r);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Removes every expired connection; returns how many.
+    pub fn sweep(&mut self, now: u64) -> usize {
+        let dead: Vec<ConnRef> = self
+            .index
+            .values()
+            .copied()
+            .filter(|r| self.get(*r).is_some_and(|c| c.expired(now)))
+            .collect();
+        for r in &dead {
+            self.remove(*r);
+        }
+        dead.len()
+    }
+
+    /// Every live connection (for `ctl` listings and tests).
+    pub fn iter(&self) -> impl Iterator<Item = &Connection> {
+        self.slots.iter().filter_map(|s| s.conn.as_ref())
+    }
+}

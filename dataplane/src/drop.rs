@@ -1,0 +1,67 @@
+//! Why a packet was dropped. Every drop has one of these; counters by reason fall out.
+
+/// A named drop reason. [`DropReason::as_str`] is the name verdicts and summaries print.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub enum DropReason {
+    /// The frame could not be parsed (truncated or malformed headers).
+    Parse,
+    /// A frame the switch does not carry: neither IP nor ARP (STP, LLDP, ...), or a
+    /// capture record of a link type that is not Ethernet.
+    Unsupported,
+    /// A rule of an ACL (or other) layer blocked it.
+    Acl,
+    /// A layer's default for the direction and protocol blocked it.
+    AclDefault,
+    /// Nowhere to deliver it (from the uplink to no endpoint).
+    NoRoute,
+    /// No room to record a new connection.
+    FlowTableFull,
+    /// The NAT had no free port for a new connection.
+    NatPortsExhausted,
+    /// A VXLAN packet for a VNI this host does not carry.
+    VniMismatch,
+    /// A tagged frame with a VLAN ID its network does not carry.
+    VlanMismatch,
+    /// Larger than the uplink MTU after encapsulation.
+    TooBig,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 10] = [
+        DropReason::Parse,
+        DropReason::Unsupported,
+        DropReason::Acl,
+        DropReason::AclDefault,
+        DropReason::NoRoute,
+        DropReason::FlowTableFull,
+        DropReason::NatPortsExhausted,
+        DropReason::VniMismatch,
+        DropReason::VlanMismatch,
+        DropReason::TooBig,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Parse => "parse",
+            DropReason::Unsupported => "unsupported",
+            DropReason::Acl => "acl",
+            DropReason::AclDefault => "acl-default",
+            DropReason::NoRoute => "no-route",
+            DropReason::FlowTableFull => "flow-table-full",
+            DropReason::NatPortsExhausted => "nat-ports-exhausted",
+            DropReason::VniMismatch => "vni-mismatch",
+            DropReason::VlanMismatch => "vlan-mismatch",
+            DropReason::TooBig => "too-big",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,80 @@
+//! Flow keys: what the unified flow table and the connection table are keyed by.
+
+use std::net::IpAddr;
+
+use strata_rules::model::proto;
+use strata_rules::model::{Direction, Fields};
+use strata_rules::reference::{ConnKey, is_icmp_echo};
+
+/// `FlowKey::b` of ICMP echo requests and replies: both directions of a ping share a key
+/// shape, so a connection's reply entry can be found from its [`ConnKey`].
+const ECHO: u16 = 0xffff;
+
+/// What the packet path extracts from a frame for policy: the fields rules look at, plus
+/// what connection tracking needs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PacketMeta {
+    pub fields: Fields,
+    /// ICMP echo identifier, for echo requests and replies.
+    pub icmp_id: Option<u16>,
+    pub tcp_flags: u8,
+}
+
+impl PacketMeta {
+    /// The connection this packet would belong to (see `reference::conn_key`).
+    pub fn conn_key(&self) -> Option<ConnKey> {
+        strata_rules::reference::conn_key(&self.fields, self.icmp_id)
+    }
+}
+
+/// The unified flow table's key: a direction and the 5-tuple, with ICMP's identifier,
+/// type and code standing in for ports. Fields that rarely vary within a 5-tuple (MACs,
+/// VLAN, VNI) are not hashed; the entry keeps the full [`Fields`] it was computed for
+/// and a hit must match them exactly, so the cache can never answer for other headers.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct FlowKey {
+    pub dir: Direction,
+    pub src_ip: IpAddr,
+    pub dst_ip: IpAddr,
+    pub protocol: u8,
+    pub a: u16,
+    pub b: u16,
+}
+
+impl FlowKey {
+    pub fn of(dir: Direction, m: &PacketMeta) -> FlowKey {
+        let f = &m.fields;
+        let (a, b) = match f.icmp {
+            Some((t, _)) if is_icmp_echo(f.protocol, t) => (m.icmp_id.unwrap_or(0), ECHO),
+            Some((t, c)) => (0, u16::from_be_bytes([t, c])),
+            None => (f.src_port, f.dst_port),
+        };
+        FlowKey {
+            dir,
+            src_ip: f.src_ip,
+            dst_ip: f.dst_ip,
+            protocol: f.protocol,
+            a,
+            b,
+        }
+    }
+}
+
+impl FlowKey {
+    /// The key under which replies to connection `k`, opened in direction `dir`, arrive.
+    pub fn reply_of(dir: Direction, k: &ConnKey) -> FlowKey {
+        let (a, b) = if proto::is_icmp(k.protocol) {
+            (k.src_port, ECHO)
+        } else {
+            (k.dst_port, k.src_port)
+        };
+        FlowKey {
+            dir: dir.reverse(),
+            src_ip: k.dst_ip,
+            dst_ip: k.src_ip,
+            protocol: k.protocol,
+            a,
+            b,
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Compiled layers: the slow path's evaluation of one layer, with the DESIGN §2 semantics
+//! of `strata_rules::reference::evaluate_layer` but each group's best rule selected by a
+//! compiled matcher instead of a linear scan.
+
+use strata_rules::model::{Action, Direction, Fields, Layer};
+use strata_rules::reference::{self as spec, DecidedBy};
+
+/// What decided one layer of one traversal: an index path into the port's layers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Decision {
+    pub layer: u16,
+    pub dir: Direction,
+    pub by: DecidedBy,
+}
+
+/// Selects a group's best rule.
+#[derive(Debug)]
+enum GroupMatcher {
+    /// Few rules: a linear scan is fastest.
+    Linear,
+}
+
+/// A layer ready for the packet path.
+#[derive(Debug)]
+pub struct CompiledLayer {
+    pub layer: Layer,
+    matchers: Vec<GroupMatcher>,
+}
+
+/// One layer's outcome.
+pub struct LayerOutcome<'a> {
+    pub action: &'a Action,
+    pub by: DecidedBy,
+    pub stateful: bool,
+}
+
+impl CompiledLayer {
+    pub fn compile(layer: Layer) -> CompiledLayer {
+        let matchers = layer.groups.iter().map(|_| GroupMatcher::Linear).collect();
+        CompiledLayer { layer, matchers }
+    }
+
+    fn best(&self, group: usize, f: &Fields) -> Option<usize> {
+        match self.matchers[group] {
+            GroupMatcher::Linear => spec::best_rule(&self.layer.groups[group].rules, f),
+        }
+    }
+
+    pub fn evaluate(&self, dir: Direction, f: &Fields) -> LayerOutcome<'_> {
+        let mut last: Option<(usize, usize)> = None;
+        for (gi, g) in self.layer.groups.iter().enumerate() {
+            if !g.direction.applies(dir) || g.condition.as_ref().is_some_and(|c| !c.matches(f)) {
+                continue;
+            }
+            if let Some(ri) = self.best(gi, f) {
+                last = Some((gi, ri));
+                if g.rules[ri].terminating {
+                    break;
+                }
+            }
+        }
+        if let Some((group, rule)) = last {
+            let r = &self.layer.groups[group].rules[rule];
+            return LayerOutcome {
+                action: &r.action,
+                by: DecidedBy::Rule { group, rule },
+                stateful: r.stateful,
+            };
+        }
+        let d = self.layer.defaults.for_direction(dir);
+        let entry = d.entries.iter().position(|e| e.conditions.matches(f));
+        let action = entry.map_or(&d.otherwise, |i| &d.entries[i].action);
+        LayerOutcome {
+            action,
+            by: DecidedBy::Default { entry },
+            stateful: !action.is_block(),
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! The unified flow table (UFT): each flow's composite decision, cached under its
+//! [`FlowKey`] so that later packets skip the layers (DESIGN §2).
+//!
+//! An entry is valid only for the exact [`Fields`] it was computed for and the port
+//! generation it was computed under; anything else sends the packet to the slow path,
+//! which overwrites the entry. The table is bounded: when full, an entry is evicted (it
+//! is only a cache; connection state lives in the `conntrack` table).
+
+use ahash::RandomState;
+use std::collections::HashMap;
+
+use smallvec::SmallVec;
+use strata_rules::model::Fields;
+
+use crate::conntrack::ConnRef;
+use crate::drop::DropReason;
+use crate::flow::FlowKey;
+use crate::layer::Decision;
+
+/// What the slow path decided for a flow on one port traversal.
+#[derive(Clone, Debug)]
+pub enum CachedAction {
+    /// The flow replies to a recorded connection: pass without evaluation.
+    Reply(ConnRef),
+    /// Allowed by the layers; `conn` is the connection it keeps alive, if stateful.
+    Allow {
+        conn: Option<ConnRef>,
+        decided: Option<Decision>,
+    },
+    /// Blocked.
+    Drop {
+        reason: DropReason,
+        decided: Option<Decision>,
+    },
+}
+
+/// One cached flow.
+#[derive(Clone, Debug)]
+pub struct FlowEntry {
+    pub fields: Fields,
+    pub generation: u64,
+    pub action: CachedAction,
+    /// Every layer decision taken, for per-rule hit counters on the fast path.
+    pub hits: SmallVec<[Decision; 4]>,
+}
+
+/// A port's flow table.
+pub struct FlowTable {
+    map: HashMap<FlowKey, FlowEntry, RandomState>,
+    capacity: usize,
+    pub evictions: u64,
+}
+
+impl FlowTable {
+    pub fn new(capacity: usize) -> FlowTable {
+        FlowTable {
+            map: HashMap::with_capacity_and_hasher(capacity.min(1 << 16), RandomState::new()),
+            capacity: capacity.max(1),
+            evictions: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The entry for `key`, if it was computed for exactly these fields under `generation`.
+    pub fn get(&self, key: &FlowKey, fields: &Fields, generation: u64) -> Option<&FlowEntry> {
+        self.map
+            .get(key)
+            .filter(|e| e.generation == generation && e.fields == *fields)
+    }
+
+    pub fn insert(&mut self, key: FlowKey, entry: FlowEntry) {
+        if self.map.len() >= self.capacity && !self.map.contains_key(&key) {
+            // Evict one entry: any will do, it is only a cache.
+            if let Some(k) = self.map.keys().next().copied() {
+                self.map.remove(&k);
+                self.evictions += 1;
+            }
+        }
+        self.map.insert(key, entry);
+    }
+
+    pub fn remove(&mut self, key: &FlowKey) {
+        self.map.remove(key);
+    }
+
+    pub fn clear(&mut self) {
+        self.map.clear();
+    }
+}
