@@ -66,3 +66,6 @@ pub enum CaptureError {
         what: &'static str,
     },
 }
+
+#[cfg(test)]
+mod tests;
