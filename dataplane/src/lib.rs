@@ -1,5 +1,8 @@
 //! `strata-dataplane`: the packet path.
 //!
+//! - [`packet`]: zero-copy parsing of untrusted frames into offsets and rule fields;
+//! - [`capture`]: reading pcap/pcapng captures (any common link type, as Ethernet) and
+//!   writing pcapng with per-port interfaces and per-packet comments;
 //! - [`flow`]: what a frame means to policy ([`flow::PacketMeta`]) and flow keys;
 //! - [`layer`]: compiled layers (the slow path's evaluation);
 //! - [`conntrack`]: recorded connections, TCP states and timeouts;
@@ -8,10 +11,12 @@
 //! - [`switch`]: ports, the MAC/IP table, ingress, delivery, proxy ARP;
 //! - [`drop`]: every drop's named reason.
 
+pub mod capture;
 pub mod conntrack;
 pub mod drop;
 pub mod flow;
 pub mod layer;
+pub mod packet;
 pub mod port;
 pub mod switch;
 pub mod uft;
