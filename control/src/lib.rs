@@ -1,1 +1,4 @@
-//! `strata-control`: loads and watches policy and publishes it to the dataplane.
+//! `strata-control`: runs the dataplane for users.
+//!
+//! - [`replay`]: a capture through a switch, with verdicts and a commented pcapng out.
+pub mod replay;

@@ -15,6 +15,7 @@ use strata_rules::model::{Direction, Driver, Mac, Policy};
 use crate::drop::DropReason;
 use crate::flow::PacketMeta;
 use crate::layer::Decision;
+use crate::packet::{ArpInfo, FrameKind, ParseError, Parsed};
 use crate::port::{Limits, PortPipeline};
 
 /// A port of the switch.
@@ -24,14 +25,6 @@ pub enum PortId {
     Uplink,
 }
 
-/// An ARP packet's meaning.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct ArpInfo {
-    pub op: u16,
-    pub sender_mac: Mac,
-    pub sender_ip: Ipv4Addr,
-    pub target_ip: Ipv4Addr,
-}
 
 /// What the switch needs to know of a frame.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -45,6 +38,27 @@ pub enum FrameInfo {
     Unsupported,
     /// Could not be parsed.
     Malformed,
+}
+
+impl FrameInfo {
+    /// What the switch needs of a parse result.
+    pub fn of(parsed: &Result<Parsed, ParseError>) -> FrameInfo {
+        match parsed {
+            Err(_) => FrameInfo::Malformed,
+            Ok(p) => match p.kind {
+                FrameKind::Ip => FrameInfo::Ip(PacketMeta {
+                    fields: p.fields,
+                    icmp_id: p.icmp_id,
+                    tcp_flags: p.tcp_flags,
+                }),
+                FrameKind::Arp(arp) => FrameInfo::Arp {
+                    dst_mac: p.fields.dst_mac,
+                    arp,
+                },
+                FrameKind::Other { .. } => FrameInfo::Unsupported,
+            },
+        }
+    }
 }
 
 /// The verdict of one frame.

@@ -1,0 +1,125 @@
+//! Writes `examples/demo.pcapng`, the capture `strata replay` replays by default.
+//!
+//! `cargo run --example make_demo` regenerates it. Every frame is built with etherparse,
+//! so lengths and checksums are right. The story it tells, against `examples/policy.toml`
+//! (a NAT network with `web`, `db` and `client`), is written next to each frame.
+
+use std::fs::File;
+use std::io::BufWriter;
+
+use etherparse::{IpNumber, Ipv4Header, PacketBuilder};
+use strata_dataplane::capture::PcapngWriter;
+
+const GW: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01]; // the host (uplink) MAC, answers for the gateway
+const REMOTE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe]; // the physical network's router
+const WEB: ([u8; 6], [u8; 4]) = ([0x00, 0x15, 0x5d, 0x01, 0x01, 0x0a], [198, 18, 1, 10]);
+const DB: ([u8; 6], [u8; 4]) = ([0x00, 0x15, 0x5d, 0x01, 0x01, 0x0b], [198, 18, 1, 11]);
+const CLIENT: ([u8; 6], [u8; 4]) = ([0x00, 0x15, 0x5d, 0x01, 0x01, 0x0c], [198, 18, 1, 12]);
+const PEER: [u8; 4] = [198, 19, 0, 100]; // a server outside the host
+const RESOLVER: [u8; 4] = [198, 19, 0, 53];
+
+#[derive(Clone, Copy)]
+enum Tcp {
+    Syn,
+    SynAck,
+    Ack,
+}
+
+fn tcp(smac: [u8; 6], dmac: [u8; 6], s: ([u8; 4], u16), d: ([u8; 4], u16), f: Tcp, payload: &[u8]) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(smac, dmac).ipv4(s.0, d.0, 64).tcp(s.1, d.1, 1000, 64240);
+    let b = match f {
+        Tcp::Syn => b.syn(),
+        Tcp::SynAck => b.syn().ack(1001),
+        Tcp::Ack => b.ack(1001),
+    };
+    let mut v = Vec::new();
+    b.write(&mut v, payload).expect("building a TCP frame");
+    v
+}
+
+fn udp(smac: [u8; 6], dmac: [u8; 6], s: ([u8; 4], u16), d: ([u8; 4], u16), payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(smac, dmac)
+        .ipv4(s.0, d.0, 64)
+        .udp(s.1, d.1)
+        .write(&mut v, payload)
+        .expect("building a UDP frame");
+    v
+}
+
+fn ping(smac: [u8; 6], dmac: [u8; 6], s: [u8; 4], d: [u8; 4], reply: bool) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(smac, dmac).ipv4(s, d, 64);
+    let b = if reply { b.icmpv4_echo_reply(7, 1) } else { b.icmpv4_echo_request(7, 1) };
+    let mut v = Vec::new();
+    b.write(&mut v, b"strata").expect("building an ICMP frame");
+    v
+}
+
+/// An IPv4 packet of a protocol etherparse has no builder for (GRE), with a valid header.
+fn raw_ip(smac: [u8; 6], dmac: [u8; 6], s: [u8; 4], d: [u8; 4], protocol: u8, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&dmac);
+    v.extend_from_slice(&smac);
+    v.extend_from_slice(&0x0800u16.to_be_bytes());
+    let mut h = Ipv4Header::new(payload.len() as u16, 64, IpNumber(protocol), s, d).expect("IPv4 header");
+    h.header_checksum = h.calc_header_checksum();
+    h.write(&mut v).expect("writing an IPv4 header");
+    v.extend_from_slice(payload);
+    v
+}
+
+fn arp_request(smac: [u8; 6], sip: [u8; 4], tip: [u8; 4]) -> Vec<u8> {
+    let mut v = vec![0xff; 6];
+    v.extend_from_slice(&smac);
+    v.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    v.extend_from_slice(&smac);
+    v.extend_from_slice(&sip);
+    v.extend_from_slice(&[0; 6]);
+    v.extend_from_slice(&tip);
+    v
+}
+
+/// The demo frames: (capture interface, description, frame).
+pub fn frames() -> Vec<(&'static str, Vec<u8>)> {
+    let (web, db, client) = (WEB, DB, CLIENT);
+    let mut lldp = vec![0x01, 0x80, 0xc2, 0, 0, 0x0e];
+    lldp.extend_from_slice(&REMOTE_MAC);
+    lldp.extend_from_slice(&[0x88, 0xcc, 0x02, 0x07, 0x04, 0, 0, 0, 0, 0, 1, 0, 0]);
+    let mut truncated = tcp(REMOTE_MAC, web.0, (PEER, 40000), (web.1, 80), Tcp::Syn, b"");
+    truncated.truncate(14 + 12); // an IPv4 header cut short
+    vec![
+        ("client asks for its gateway: the switch answers (proxy ARP)", arp_request(client.0, client.1, [198, 18, 1, 1])),
+        ("web opens a PostgreSQL connection to db: db's ACL allow-web-pg admits it", tcp(web.0, db.0, (web.1, 50000), (db.1, 5432), Tcp::Syn, b"")),
+        ("db answers: a reply of the recorded connection, no rule evaluated", tcp(db.0, web.0, (db.1, 5432), (web.1, 50000), Tcp::SynAck, b"")),
+        ("web acknowledges: the flow is cached, fast path", tcp(web.0, db.0, (web.1, 50000), (db.1, 5432), Tcp::Ack, b"")),
+        ("client tries db's PostgreSQL port: db's ACL block-pg drops it", tcp(client.0, db.0, (client.1, 50001), (db.1, 5432), Tcp::Syn, b"")),
+        ("client opens HTTP to a server outside: outbound is allowed", tcp(client.0, GW, (client.1, 50002), (PEER, 80), Tcp::Syn, b"")),
+        ("the server answers through the uplink: reply of client's connection", tcp(REMOTE_MAC, client.0, (PEER, 80), (client.1, 50002), Tcp::SynAck, b"")),
+        ("client tries telnet outside: client's ACL block-telnet-out drops it", tcp(client.0, GW, (client.1, 50003), (PEER, 23), Tcp::Syn, b"")),
+        ("client resolves a name", udp(client.0, GW, (client.1, 53000), (RESOLVER, 53), b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00")),
+        ("the resolver answers: reply of the UDP connection", udp(REMOTE_MAC, client.0, (RESOLVER, 53), (client.1, 53000), b"\x12\x34\x81\x80\x00\x01\x00\x00\x00\x00\x00\x00")),
+        ("unsolicited GRE to web: the process profile denies protocols other than TCP, UDP, ICMP, IGMP", raw_ip(REMOTE_MAC, web.0, PEER, web.1, 47, &[0, 0, 0x08, 0])),
+        ("a ping to web: the process profile allows ICMP", ping(REMOTE_MAC, web.0, PEER, web.1, false)),
+        ("web's echo reply: reply of the recorded connection", ping(web.0, GW, web.1, PEER, true)),
+        ("unsolicited UDP to web: allowed by the process profile", udp(REMOTE_MAC, web.0, (PEER, 40000), (web.1, 9999), b"hi")),
+        ("a frame for an address no endpoint owns: no route", udp(REMOTE_MAC, [0x00, 0x15, 0x5d, 0x01, 0x01, 0x63], (PEER, 40000), ([198, 18, 1, 99], 9999), b"hi")),
+        ("an LLDP frame: not IP or ARP, unsupported", lldp),
+        ("a frame whose IPv4 header is cut short: parse error", truncated),
+    ]
+    .into_iter()
+    .map(|(what, f)| (what, f))
+    .collect()
+}
+
+fn main() -> std::io::Result<()> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo.pcapng");
+    let mut w = PcapngWriter::new(BufWriter::new(File::create(path)?));
+    let iface = w.interface("capture");
+    let t0: u64 = 1_795_000_000_000_000_000;
+    for (i, (what, frame)) in frames().iter().enumerate() {
+        w.write(iface, t0 + i as u64 * 1_000_000, frame, frame.len() as u32, Some(what))?;
+    }
+    w.flush()?;
+    println!("wrote {path}");
+    Ok(())
+}
