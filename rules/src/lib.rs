@@ -9,5 +9,6 @@
 //!   layers), its validation and its compilation into a [`model::Policy`].
 
 pub mod model;
+pub mod policy;
 
 pub use model::*;

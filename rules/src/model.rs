@@ -126,7 +126,11 @@ impl IpPrefix {
                 IpAddr::V4((u32::from(a) & mask).into())
             }
             IpAddr::V6(a) => {
-                let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+                let mask = if len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - len)
+                };
                 IpAddr::V6((u128::from(a) & mask).into())
             }
         };
@@ -206,7 +210,10 @@ pub struct PortRange {
 }
 
 impl PortRange {
-    pub const ANY: PortRange = PortRange { lo: 0, hi: u16::MAX };
+    pub const ANY: PortRange = PortRange {
+        lo: 0,
+        hi: u16::MAX,
+    };
     pub fn single(p: u16) -> PortRange {
         PortRange { lo: p, hi: p }
     }
@@ -465,7 +472,19 @@ pub struct Port {
     pub isolation: Isolation,
     /// Host-side interface (veth) the service attaches to, if any.
     pub interface: Option<String>,
+    /// NAT port mappings (`docker run -p`) published on the host addresses.
+    pub port_mappings: Vec<PortMapping>,
     pub layers: Vec<Layer>,
+}
+
+/// A NAT port mapping of an endpoint (`docker run -p`): packets to `external_port` of a
+/// host address are forwarded to `internal_port` of the endpoint.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct PortMapping {
+    /// `proto::TCP` or `proto::UDP`.
+    pub protocol: u8,
+    pub internal_port: u16,
+    pub external_port: u16,
 }
 
 /// The host's uplink port.
