@@ -155,8 +155,18 @@ fn parse_item<'i, T: Deserialize<'i>>(
 /// Names the innermost object of a raw `[[network]]` or `[[endpoint]]` item that holds
 /// `span`, for errors found while deserializing it (before names are known to be valid).
 fn describe(section: &str, index: usize, item: &DeValue<'_>, span: &Range<usize>) -> String {
+    // A table's own span is only its `[[header]]`: its extent ends where its last key or
+    // value does.
+    fn extent_end(v: &Spanned<DeValue<'_>>) -> usize {
+        let children = match v.get_ref() {
+            DeValue::Table(t) => t.iter().map(|(k, x)| k.span().end.max(extent_end(x))).max(),
+            DeValue::Array(a) => a.iter().map(extent_end).max(),
+            _ => None,
+        };
+        children.unwrap_or(0).max(v.span().end)
+    }
     let inside =
-        |v: &Spanned<DeValue<'_>>| v.span().start <= span.start && span.end <= v.span().end;
+        |v: &Spanned<DeValue<'_>>| v.span().start <= span.start && span.end <= extent_end(v);
     let name_of = |v: &DeValue<'_>| {
         v.get("name")
             .and_then(|n| n.get_ref().as_str())
