@@ -1,8 +1,38 @@
-//! `strata check FILE`: validate a policy file.
+//! `strata check FILE`: validate a policy file and say what it holds, or print every
+//! problem found (one per line, `FILE:LINE:COL: OBJECT: message`) and exit 1.
 use std::path::Path;
+
+use strata_rules::policy;
 
 use crate::Failure;
 
-pub fn run(_file: &Path) -> Result<(), Failure> {
-    Err(Failure::Runtime("not yet built".into()))
+pub fn run(file: &Path) -> Result<(), Failure> {
+    let name = file.display().to_string();
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Failure::Input(format!("cannot read policy file {name}: {e}")))?;
+    match policy::load(&text, &name) {
+        Ok(p) => {
+            let rules: usize = p
+                .ports
+                .iter()
+                .flat_map(|port| &port.layers)
+                .flat_map(|layer| &layer.groups)
+                .map(|group| group.rules.len())
+                .sum();
+            println!(
+                "{name}: ok ({} networks, {} endpoints, {rules} rules)",
+                p.networks.len(),
+                p.ports.len()
+            );
+            Ok(())
+        }
+        Err(errors) => {
+            for e in errors.iter() {
+                eprintln!("{e}");
+            }
+            let n = errors.len();
+            let s = if n == 1 { "" } else { "s" };
+            Err(Failure::Input(format!("{name}: {n} error{s}")))
+        }
+    }
 }

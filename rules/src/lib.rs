@@ -9,6 +9,7 @@
 //!   layers), its validation and its compilation into a [`model::Policy`].
 
 pub mod model;
+pub mod policy;
 pub mod reference;
 
 pub use model::*;

@@ -472,7 +472,19 @@ pub struct Port {
     pub isolation: Isolation,
     /// Host-side interface (veth) the service attaches to, if any.
     pub interface: Option<String>,
+    /// NAT port mappings (`docker run -p`) published on the host addresses.
+    pub port_mappings: Vec<PortMapping>,
     pub layers: Vec<Layer>,
+}
+
+/// A NAT port mapping of an endpoint (`docker run -p`): packets to `external_port` of a
+/// host address are forwarded to `internal_port` of the endpoint.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct PortMapping {
+    /// `proto::TCP` or `proto::UDP`.
+    pub protocol: u8,
+    pub internal_port: u16,
+    pub external_port: u16,
 }
 
 /// The host's uplink port.

@@ -1,0 +1,913 @@
+//! Validation and compilation: from the raw file types of [`super::raw`] to the object
+//! model. Both happen in one walk so that every check sees the parsed values it needs,
+//! and every error is recorded (with its span) instead of stopping at the first.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use toml::Spanned;
+
+use super::values::{self, Items, Scalar};
+use super::{Diagnostics, raw};
+use crate::model::{
+    Action, Conditions, DefaultPolicy, DefaultRule, Defaults, Driver, Group, GroupDirection,
+    IpPrefix, Isolation, Layer, Mac, Network, Policy, Port, PortMapping, PortRange, Rule, Uplink,
+    proto,
+};
+
+/// Priority of an ACL or rule that does not give one. Lower wins; ties go to the one
+/// written first, so a file without priorities reads top to bottom.
+pub const DEFAULT_PRIORITY: u32 = 100;
+
+/// Name of the layer that holds the endpoint's HNS ACLs and default profile.
+pub const ACL_LAYER: &str = "acl";
+/// Group of the `acl` layer holding the ACLs with `direction = "out"`.
+pub const ACL_OUT_GROUP: &str = "acl-out";
+/// Group of the `acl` layer holding the ACLs with `direction = "in"`.
+pub const ACL_IN_GROUP: &str = "acl-in";
+
+fn action(a: raw::Action) -> Action {
+    match a {
+        raw::Action::Allow => Action::Allow,
+        raw::Action::Block => Action::Block,
+    }
+}
+
+fn driver(d: raw::Driver) -> Driver {
+    match d {
+        raw::Driver::Nat => Driver::Nat,
+        raw::Driver::Transparent => Driver::Transparent,
+        raw::Driver::L2bridge => Driver::L2Bridge,
+        raw::Driver::L2tunnel => Driver::L2Tunnel,
+        raw::Driver::Overlay => Driver::Overlay,
+    }
+}
+
+fn isolation(i: raw::Isolation) -> Isolation {
+    match i {
+        raw::Isolation::Process => Isolation::Process,
+        raw::Isolation::ProcessLegacy => Isolation::ProcessLegacy,
+        raw::Isolation::Hyperv => Isolation::HyperV,
+    }
+}
+
+fn conditions_on(protocol: u8, dst_port: Option<PortRange>) -> Conditions {
+    Conditions {
+        protocol: vec![protocol],
+        dst_port: dst_port.into_iter().collect(),
+        ..Conditions::default()
+    }
+}
+
+fn allow_entry(name: &str, conditions: Conditions) -> DefaultRule {
+    DefaultRule {
+        name: name.to_owned(),
+        conditions,
+        action: Action::Allow,
+    }
+}
+
+/// The defaults of an endpoint's `acl` layer: its isolation profile (DESIGN §1).
+///
+/// Outbound is always allow-all. Inbound: `process` allows TCP, UDP, ICMP, ICMPv6 and
+/// IGMP; `process-legacy` allows ICMP, ICMPv6, DHCP, DHCPv6, DNS and the internal port of
+/// each port mapping (one entry per protocol and port); `hyperv` allows all; and an
+/// endpoint on an `overlay` network allows all whatever its isolation. The entry names
+/// (`tcp`, `dhcp`, `port-mapping:tcp/80`, ...) show up in verdicts.
+pub fn acl_profile(
+    isolation: Isolation,
+    driver: Option<Driver>,
+    port_mappings: &[PortMapping],
+) -> Defaults {
+    let inbound = if driver == Some(Driver::Overlay) {
+        DefaultPolicy::allow_all()
+    } else {
+        match isolation {
+            Isolation::Process => DefaultPolicy {
+                entries: [
+                    ("tcp", proto::TCP),
+                    ("udp", proto::UDP),
+                    ("icmp", proto::ICMP),
+                    ("icmpv6", proto::ICMPV6),
+                    ("igmp", proto::IGMP),
+                ]
+                .into_iter()
+                .map(|(name, p)| allow_entry(name, conditions_on(p, None)))
+                .collect(),
+                otherwise: Action::Block,
+            },
+            Isolation::ProcessLegacy => {
+                let range = |lo, hi| Some(PortRange { lo, hi });
+                let mut entries = vec![
+                    allow_entry("icmp", conditions_on(proto::ICMP, None)),
+                    allow_entry("icmpv6", conditions_on(proto::ICMPV6, None)),
+                    allow_entry("dhcp", conditions_on(proto::UDP, range(67, 68))),
+                    allow_entry("dhcpv6", conditions_on(proto::UDP, range(546, 547))),
+                    allow_entry("dns-udp", conditions_on(proto::UDP, range(53, 53))),
+                    allow_entry("dns-tcp", conditions_on(proto::TCP, range(53, 53))),
+                ];
+                for pm in port_mappings {
+                    let p = if pm.protocol == proto::UDP {
+                        "udp"
+                    } else {
+                        "tcp"
+                    };
+                    let name = format!("port-mapping:{p}/{}", pm.internal_port);
+                    if entries.iter().all(|e| e.name != name) {
+                        let port = Some(PortRange::single(pm.internal_port));
+                        entries.push(allow_entry(&name, conditions_on(pm.protocol, port)));
+                    }
+                }
+                DefaultPolicy {
+                    entries,
+                    otherwise: Action::Block,
+                }
+            }
+            Isolation::HyperV => DefaultPolicy::allow_all(),
+        }
+    };
+    Defaults {
+        outbound: DefaultPolicy::allow_all(),
+        inbound,
+    }
+}
+
+/// Parses every item of a list field; bad items are reported and skipped.
+fn list<T>(
+    d: &mut Diagnostics,
+    object: &str,
+    field: &str,
+    value: Option<&Spanned<Items>>,
+    parse: impl Fn(&Scalar) -> Result<T, String>,
+) -> Vec<T> {
+    let Some(value) = value else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (item, span) in value.get_ref().iter_with(&value.span()) {
+        match parse(&item) {
+            Ok(v) => out.push(v),
+            Err(m) => d.error(span, object, format!("{field}: {m}")),
+        }
+    }
+    out
+}
+
+fn has_items(value: Option<&Spanned<Items>>) -> bool {
+    value.is_some_and(|v| !v.get_ref().iter_with(&v.span()).is_empty())
+}
+
+/// An integer field in `lo..=hi`, reported at its span if not.
+fn int_field(
+    d: &mut Diagnostics,
+    object: &str,
+    field: &str,
+    value: &Spanned<i64>,
+    lo: i64,
+    hi: i64,
+) -> Option<i64> {
+    let v = *value.get_ref();
+    if v < lo || v > hi {
+        d.error(
+            value.span(),
+            object,
+            format!("{field} {v} is out of range {lo}..={hi}"),
+        );
+        None
+    } else {
+        Some(v)
+    }
+}
+
+fn priority(d: &mut Diagnostics, object: &str, value: Option<&Spanned<i64>>) -> u32 {
+    value
+        .and_then(|p| int_field(d, object, "priority", p, 0, u32::MAX.into()))
+        .and_then(|p| u32::try_from(p).ok())
+        .unwrap_or(DEFAULT_PRIORITY)
+}
+
+fn int_item<T: TryFrom<i128>>(s: &Scalar, what: &str, lo: i128, hi: i128) -> Result<T, String> {
+    values::int_in(s, what, lo, hi)
+        .and_then(|n| T::try_from(n).map_err(|_| format!("{what} {n} is out of range")))
+}
+
+fn conditions(d: &mut Diagnostics, object: &str, c: &raw::Conditions) -> Conditions {
+    Conditions {
+        src_ip: list(
+            d,
+            object,
+            "src_addresses",
+            c.src_addresses.as_ref(),
+            values::prefix,
+        ),
+        dst_ip: list(
+            d,
+            object,
+            "dst_addresses",
+            c.dst_addresses.as_ref(),
+            values::prefix,
+        ),
+        src_port: list(
+            d,
+            object,
+            "src_ports",
+            c.src_ports.as_ref(),
+            values::port_range,
+        ),
+        dst_port: list(
+            d,
+            object,
+            "dst_ports",
+            c.dst_ports.as_ref(),
+            values::port_range,
+        ),
+        protocol: list(
+            d,
+            object,
+            "protocols",
+            c.protocols.as_ref(),
+            values::protocol,
+        ),
+        icmp_type: list(d, object, "icmp_types", c.icmp_types.as_ref(), |s| {
+            int_item(s, "ICMP type", 0, 255)
+        }),
+        icmp_code: list(d, object, "icmp_codes", c.icmp_codes.as_ref(), |s| {
+            int_item(s, "ICMP code", 0, 255)
+        }),
+        src_mac: list(d, object, "src_macs", c.src_macs.as_ref(), values::mac),
+        dst_mac: list(d, object, "dst_macs", c.dst_macs.as_ref(), values::mac),
+        vlan: list(d, object, "vlans", c.vlans.as_ref(), |s| {
+            int_item(s, "VLAN ID", 1, 4094)
+        }),
+        vni: list(d, object, "vnis", c.vnis.as_ref(), |s| {
+            int_item(s, "VNI", 1, 16_777_215)
+        }),
+    }
+}
+
+/// A MAC a port may own: unicast and not all-zero.
+fn port_mac(s: &str) -> Result<Mac, String> {
+    let mac: Mac = s.parse()?;
+    if mac.is_group() {
+        return Err(format!(
+            "`{s}` is a multicast or broadcast MAC; a port needs a unicast MAC"
+        ));
+    }
+    if mac == Mac::ZERO {
+        return Err("the all-zero MAC cannot identify a port".into());
+    }
+    Ok(mac)
+}
+
+/// What the compiler remembers of a network while it checks endpoints.
+struct NetworkInfo {
+    driver: Driver,
+    subnets: Vec<IpPrefix>,
+    gateway: Option<IpAddr>,
+}
+
+/// Who already owns a name, an address or a MAC, for "duplicate" messages.
+type Owners<K> = HashMap<K, String>;
+
+fn claim<K: std::hash::Hash + Eq>(owners: &mut Owners<K>, key: K, owner: String) -> Option<String> {
+    match owners.get(&key) {
+        Some(first) => Some(first.clone()),
+        None => {
+            owners.insert(key, owner);
+            None
+        }
+    }
+}
+
+fn compile_uplink(d: &mut Diagnostics, host: Option<Spanned<raw::Host>>) -> Uplink {
+    let mut uplink = Uplink::default();
+    let Some(host) = host else {
+        return uplink;
+    };
+    let host = host.into_inner();
+    let object = "host";
+    if let Some(name) = host.name {
+        if name.get_ref().trim().is_empty() {
+            d.error(name.span(), object, "name must not be empty");
+        } else {
+            uplink.name = name.into_inner();
+        }
+    }
+    if let Some(mac) = host.mac {
+        match port_mac(mac.get_ref()) {
+            Ok(m) => uplink.mac = m,
+            Err(m) => d.error(mac.span(), object, format!("mac: {m}")),
+        }
+    }
+    for a in &host.addresses {
+        match values::address(a.get_ref()) {
+            Ok(ip) if uplink.ips.contains(&ip) => {
+                d.error(a.span(), object, format!("address {ip} is listed twice"))
+            }
+            Ok(ip) => uplink.ips.push(ip),
+            Err(m) => d.error(a.span(), object, format!("addresses: {m}")),
+        }
+    }
+    if let Some(mtu) = &host.mtu
+        && let Some(v) = int_field(d, object, "mtu", mtu, 576, 9216)
+        && let Ok(v) = u16::try_from(v)
+    {
+        uplink.mtu = v;
+    }
+    uplink.interface = host.interface;
+    uplink
+}
+
+fn compile_networks(
+    d: &mut Diagnostics,
+    raws: Vec<Spanned<raw::Network>>,
+) -> (Vec<Network>, HashMap<String, NetworkInfo>) {
+    let mut networks = Vec::new();
+    let mut infos: HashMap<String, NetworkInfo> = HashMap::new();
+    let mut names: Owners<String> = HashMap::new();
+    let mut nat: Option<String> = None;
+    let mut vnis: Owners<u32> = HashMap::new();
+    for n in raws {
+        let span = n.span();
+        let n = n.into_inner();
+        let name = n.name.get_ref().clone();
+        let object = format!("network {name:?}");
+        let here = format!("network {name:?} at line {}", d.line_of(span.start));
+        let mut usable = true;
+        if name.trim().is_empty() {
+            d.error(n.name.span(), &object, "name must not be empty");
+            usable = false;
+        } else if let Some(first) = claim(&mut names, name.clone(), here.clone()) {
+            d.error(
+                n.name.span(),
+                &object,
+                format!("duplicate network name: {first} has it already"),
+            );
+            usable = false;
+        }
+        let drv = n
+            .driver
+            .as_ref()
+            .map_or(Driver::Nat, |d| driver(*d.get_ref()));
+        let driver_span = n.driver.as_ref().map_or(n.name.span(), |d| d.span());
+        if drv == Driver::Nat {
+            match &nat {
+                Some(first) => d.error(
+                    driver_span,
+                    &object,
+                    format!("only one NAT network per host ({first} is one already)"),
+                ),
+                None => nat = Some(here.clone()),
+            }
+        }
+        let mut subnets = Vec::new();
+        for s in n.subnet.iter().chain(&n.subnets) {
+            match s.get_ref().parse::<IpPrefix>() {
+                Ok(p) if subnets.contains(&p) => {
+                    d.error(s.span(), &object, format!("subnet {p} is listed twice"))
+                }
+                Ok(p) => subnets.push(p),
+                Err(m) => d.error(s.span(), &object, format!("subnet: {m}")),
+            }
+        }
+        if n.subnet.is_none() && n.subnets.is_empty() {
+            d.error(
+                n.name.span(),
+                &object,
+                "a network needs at least one subnet (`subnets = [\"198.18.1.0/24\"]`)",
+            );
+        }
+        let mut gateway = None;
+        if let Some(g) = &n.gateway {
+            match values::address(g.get_ref()) {
+                Ok(ip) if !subnets.is_empty() && !subnets.iter().any(|p| p.contains(ip)) => d
+                    .error(
+                        g.span(),
+                        &object,
+                        format!("gateway {ip} is outside the network's subnets"),
+                    ),
+                Ok(ip) => gateway = Some(ip),
+                Err(m) => d.error(g.span(), &object, format!("gateway: {m}")),
+            }
+        }
+        let vlan = n
+            .vlan
+            .as_ref()
+            .and_then(|v| int_field(d, &object, "vlan", v, 1, 4094))
+            .and_then(|v| u16::try_from(v).ok());
+        let vni = n
+            .vni
+            .as_ref()
+            .and_then(|v| int_field(d, &object, "vni", v, 1, 16_777_215))
+            .and_then(|v| u32::try_from(v).ok());
+        match (&n.vni, drv) {
+            (None, Driver::Overlay) => d.error(
+                n.name.span(),
+                &object,
+                "an overlay network needs a vni (its VXLAN network identifier)",
+            ),
+            (Some(v), other) if other != Driver::Overlay => d.error(
+                v.span(),
+                &object,
+                format!(
+                    "vni is only for overlay networks; this one is {}",
+                    other.as_str()
+                ),
+            ),
+            _ => {}
+        }
+        if let (Some(v), Some(span)) = (vni, n.vni.as_ref().map(|v| v.span()))
+            && let Some(first) = claim(&mut vnis, v, here.clone())
+        {
+            d.error(span, &object, format!("vni {v} is already used by {first}"));
+        }
+        if usable {
+            infos.insert(
+                name.clone(),
+                NetworkInfo {
+                    driver: drv,
+                    subnets: subnets.clone(),
+                    gateway,
+                },
+            );
+        }
+        networks.push(Network {
+            name,
+            driver: drv,
+            subnets,
+            gateway,
+            vlan,
+            vni,
+        });
+    }
+    (networks, infos)
+}
+
+/// Host-wide claims that endpoints must not share.
+struct Claims {
+    names: Owners<String>,
+    ips: Owners<IpAddr>,
+    macs: Owners<Mac>,
+    /// (protocol, external port) of port mappings.
+    external_ports: Owners<(u8, u16)>,
+}
+
+fn compile_acls(
+    d: &mut Diagnostics,
+    object: &str,
+    acls: Vec<Spanned<raw::Acl>>,
+    locked: Option<String>,
+) -> Layer {
+    let mut out_rules = Vec::new();
+    let mut in_rules = Vec::new();
+    let mut ids: Owners<String> = HashMap::new();
+    for (i, acl) in acls.into_iter().enumerate() {
+        let span = acl.span();
+        let acl = acl.into_inner();
+        let id = acl
+            .id
+            .as_ref()
+            .map_or_else(|| format!("acl{}", i + 1), |id| id.get_ref().clone());
+        let aobj = match &acl.id {
+            Some(id) => format!("{object} acl #{} {:?}", i + 1, id.get_ref()),
+            None => format!("{object} acl #{}", i + 1),
+        };
+        if let Some(why) = &locked {
+            d.error(span.clone(), &aobj, why.clone());
+        }
+        let id_span = acl.id.as_ref().map_or(span.clone(), |s| s.span());
+        if id.trim().is_empty() {
+            d.error(id_span, &aobj, "id must not be empty");
+        } else if let Some(first) = claim(&mut ids, id.clone(), format!("acl #{}", i + 1)) {
+            d.error(
+                id_span,
+                &aobj,
+                format!("duplicate ACL id `{id}` ({first} has it)"),
+            );
+        }
+        let protocols = list(
+            d,
+            &aobj,
+            "protocols",
+            acl.protocols.as_ref(),
+            values::protocol,
+        );
+        let local_ip = list(
+            d,
+            &aobj,
+            "local_addresses",
+            acl.local_addresses.as_ref(),
+            values::prefix,
+        );
+        let remote_ip = list(
+            d,
+            &aobj,
+            "remote_addresses",
+            acl.remote_addresses.as_ref(),
+            values::prefix,
+        );
+        let local_port = list(
+            d,
+            &aobj,
+            "local_ports",
+            acl.local_ports.as_ref(),
+            values::port_range,
+        );
+        let remote_port = list(
+            d,
+            &aobj,
+            "remote_ports",
+            acl.remote_ports.as_ref(),
+            values::port_range,
+        );
+        // HNS refuses ports on an ACL that may match portless protocols: the ports would
+        // silently mean "port 0" there.
+        let ports_ok = !protocols.is_empty() && protocols.iter().all(|p| proto::has_ports(*p));
+        for (field, value) in [
+            ("local_ports", acl.local_ports.as_ref()),
+            ("remote_ports", acl.remote_ports.as_ref()),
+        ] {
+            if has_items(value) && !ports_ok {
+                let at = value.map_or(span.clone(), |v| v.span());
+                d.error(
+                    at,
+                    &aobj,
+                    format!("{field} needs protocols tcp, udp or sctp"),
+                );
+            }
+        }
+        let priority = priority(d, &aobj, acl.priority.as_ref());
+        let (src_ip, dst_ip, src_port, dst_port, rules) = match acl.direction {
+            raw::AclDirection::Out => {
+                (local_ip, remote_ip, local_port, remote_port, &mut out_rules)
+            }
+            raw::AclDirection::In => (remote_ip, local_ip, remote_port, local_port, &mut in_rules),
+        };
+        let action = action(acl.action);
+        rules.push(Rule {
+            id,
+            priority,
+            conditions: Conditions {
+                src_ip,
+                dst_ip,
+                src_port,
+                dst_port,
+                protocol: protocols,
+                ..Conditions::default()
+            },
+            // Endpoint ACL allows are stateful (DESIGN §2): replies always come back.
+            stateful: action == Action::Allow,
+            action,
+            terminating: false,
+        });
+    }
+    Layer {
+        name: ACL_LAYER.into(),
+        groups: vec![
+            Group {
+                name: ACL_OUT_GROUP.into(),
+                direction: GroupDirection::Out,
+                condition: None,
+                rules: out_rules,
+            },
+            Group {
+                name: ACL_IN_GROUP.into(),
+                direction: GroupDirection::In,
+                condition: None,
+                rules: in_rules,
+            },
+        ],
+        // Filled in by the caller once the port mappings are known.
+        defaults: Defaults::allow_all(),
+    }
+}
+
+fn default_policy(a: Option<raw::Action>) -> DefaultPolicy {
+    match a {
+        Some(raw::Action::Block) => DefaultPolicy::block_all(),
+        Some(raw::Action::Allow) | None => DefaultPolicy::allow_all(),
+    }
+}
+
+fn compile_layers(d: &mut Diagnostics, object: &str, raws: Vec<Spanned<raw::Layer>>) -> Vec<Layer> {
+    let mut layers = Vec::new();
+    let mut names: Owners<String> = HashMap::new();
+    names.insert(ACL_LAYER.into(), "the endpoint's ACL layer".into());
+    for layer in raws {
+        let layer = layer.into_inner();
+        let name = layer.name.get_ref().clone();
+        let lobj = format!("{object} layer {name:?}");
+        if name.trim().is_empty() {
+            d.error(layer.name.span(), &lobj, "name must not be empty");
+        } else if let Some(first) = claim(
+            &mut names,
+            name.clone(),
+            format!("layer at line {}", d.line_of(layer.name.span().start)),
+        ) {
+            d.error(
+                layer.name.span(),
+                &lobj,
+                format!("duplicate layer name: {first} has it"),
+            );
+        }
+        let mut groups = Vec::new();
+        let mut group_names: Owners<String> = HashMap::new();
+        for group in layer.group {
+            let group = group.into_inner();
+            let gname = group.name.get_ref().clone();
+            let gobj = format!("{lobj} group {gname:?}");
+            if gname.trim().is_empty() {
+                d.error(group.name.span(), &gobj, "name must not be empty");
+            } else if let Some(first) = claim(
+                &mut group_names,
+                gname.clone(),
+                format!("the group at line {}", d.line_of(group.name.span().start)),
+            ) {
+                d.error(
+                    group.name.span(),
+                    &gobj,
+                    format!("duplicate group name: {first} has it"),
+                );
+            }
+            let condition = group
+                .condition
+                .as_ref()
+                .map(|c| conditions(d, &gobj, c.get_ref()));
+            let mut rules = Vec::new();
+            let mut ids: Owners<String> = HashMap::new();
+            for (i, rule) in group.rule.into_iter().enumerate() {
+                let span = rule.span();
+                let rule = rule.into_inner();
+                let id = rule
+                    .id
+                    .as_ref()
+                    .map_or_else(|| format!("rule{}", i + 1), |id| id.get_ref().clone());
+                let robj = format!("{gobj} rule {id:?}");
+                let id_span = rule.id.as_ref().map_or(span, |s| s.span());
+                if id.trim().is_empty() {
+                    d.error(id_span, &robj, "id must not be empty");
+                } else if let Some(first) = claim(&mut ids, id.clone(), format!("rule #{}", i + 1))
+                {
+                    d.error(
+                        id_span,
+                        &robj,
+                        format!("duplicate rule id in the group ({first} has it)"),
+                    );
+                }
+                let conditions = conditions(d, &robj, &rule.conditions());
+                rules.push(Rule {
+                    priority: priority(d, &robj, rule.priority.as_ref()),
+                    id,
+                    conditions,
+                    action: action(rule.action),
+                    terminating: rule.terminating,
+                    stateful: rule.stateful,
+                });
+            }
+            groups.push(Group {
+                name: gname,
+                direction: match group.direction {
+                    Some(raw::GroupDirection::In) => GroupDirection::In,
+                    Some(raw::GroupDirection::Out) => GroupDirection::Out,
+                    Some(raw::GroupDirection::Both) | None => GroupDirection::Both,
+                },
+                condition,
+                rules,
+            });
+        }
+        layers.push(Layer {
+            name,
+            groups,
+            defaults: Defaults {
+                outbound: default_policy(layer.default_out),
+                inbound: default_policy(layer.default_in),
+            },
+        });
+    }
+    layers
+}
+
+fn compile_endpoint(
+    d: &mut Diagnostics,
+    ep: Spanned<raw::Endpoint>,
+    networks: &HashMap<String, NetworkInfo>,
+    claims: &mut Claims,
+) -> Port {
+    let span = ep.span();
+    let ep = ep.into_inner();
+    let name = ep.name.get_ref().clone();
+    let object = format!("endpoint {name:?}");
+    let here = format!("endpoint {name:?} at line {}", d.line_of(span.start));
+    if name.trim().is_empty() {
+        d.error(ep.name.span(), &object, "name must not be empty");
+    } else if let Some(first) = claim(&mut claims.names, name.clone(), here.clone()) {
+        d.error(
+            ep.name.span(),
+            &object,
+            format!("duplicate endpoint name: {first} has it"),
+        );
+    }
+
+    let net_name = ep.network.get_ref();
+    let net = networks.get(net_name);
+    if net.is_none() {
+        let mut known: Vec<&str> = networks.keys().map(String::as_str).collect();
+        known.sort_unstable();
+        let hint = if known.is_empty() {
+            "no [[network]] is defined".to_owned()
+        } else {
+            format!("known: {}", known.join(", "))
+        };
+        d.error(
+            ep.network.span(),
+            &object,
+            format!("unknown network `{net_name}` ({hint})"),
+        );
+    }
+
+    let mut mac = Mac::ZERO;
+    match port_mac(ep.mac.get_ref()) {
+        Ok(m) => {
+            mac = m;
+            if let Some(first) = claim(&mut claims.macs, m, here.clone()) {
+                d.error(
+                    ep.mac.span(),
+                    &object,
+                    format!("duplicate MAC {m}: {first} has it"),
+                );
+            }
+        }
+        Err(m) => d.error(ep.mac.span(), &object, format!("mac: {m}")),
+    }
+
+    let mut ips = Vec::new();
+    for (field, value, v4) in [("ipv4", &ep.ipv4, true), ("ipv6", &ep.ipv6, false)] {
+        let Some(value) = value else { continue };
+        let ip = match values::address(value.get_ref()) {
+            Ok(ip) if ip.is_ipv4() == v4 => ip,
+            Ok(ip) => {
+                let family = if v4 { "IPv4" } else { "IPv6" };
+                d.error(
+                    value.span(),
+                    &object,
+                    format!("{field}: {ip} is not an {family} address"),
+                );
+                continue;
+            }
+            Err(m) => {
+                d.error(value.span(), &object, format!("{field}: {m}"));
+                continue;
+            }
+        };
+        if let Some(first) = claim(&mut claims.ips, ip, here.clone()) {
+            d.error(
+                value.span(),
+                &object,
+                format!("duplicate IP {ip}: {first} has it"),
+            );
+        }
+        if let Some(net) = net {
+            if !net.subnets.is_empty() && !net.subnets.iter().any(|p| p.contains(ip)) {
+                let subnets: Vec<String> = net.subnets.iter().map(|p| p.to_string()).collect();
+                d.error(
+                    value.span(),
+                    &object,
+                    format!(
+                        "{field} {ip} is outside the subnets of network {net_name:?} ({})",
+                        subnets.join(", ")
+                    ),
+                );
+            } else if net.gateway == Some(ip) {
+                d.error(
+                    value.span(),
+                    &object,
+                    format!("{field} {ip} is the gateway of network {net_name:?}"),
+                );
+            }
+        }
+        ips.push(ip);
+    }
+    if ep.ipv4.is_none() && ep.ipv6.is_none() {
+        d.error(
+            ep.name.span(),
+            &object,
+            "an endpoint needs an address: ipv4, ipv6 or both",
+        );
+    }
+
+    let iso = ep
+        .isolation
+        .as_ref()
+        .map_or(Isolation::Process, |i| isolation(*i.get_ref()));
+    let drv = net.map(|n| n.driver);
+
+    // DESIGN §1: for Hyper-V isolation on NAT and Transparent networks nobody may
+    // reconfigure the default ACLs, so a user ACL there has no honest meaning.
+    let locked = match drv {
+        Some(dr @ (Driver::Nat | Driver::Transparent)) if iso == Isolation::HyperV => {
+            Some(format!(
+                "ACLs cannot be set on a Hyper-V-isolated endpoint of a {} network: nobody may \
+             reconfigure the default ACLs for Hyper-V isolation on NAT and Transparent \
+             networks (it allows all traffic); use process isolation, or an l2bridge, \
+             l2tunnel or overlay network",
+                dr.as_str()
+            ))
+        }
+        _ => None,
+    };
+    let mut acl_layer = compile_acls(d, &object, ep.acl, locked);
+
+    let mut port_mappings = Vec::new();
+    for (i, pm) in ep.port_mapping.into_iter().enumerate() {
+        let span = pm.span();
+        let pm = pm.into_inner();
+        let pobj = format!("{object} port_mapping #{}", i + 1);
+        if let Some(dr) = drv
+            && dr != Driver::Nat
+        {
+            d.error(
+                span,
+                &pobj,
+                format!(
+                    "port mappings need a nat network; network {net_name:?} is {}",
+                    dr.as_str()
+                ),
+            );
+        }
+        let (protocol, pname) = match pm.protocol {
+            Some(raw::MappingProtocol::Udp) => (proto::UDP, "udp"),
+            Some(raw::MappingProtocol::Tcp) | None => (proto::TCP, "tcp"),
+        };
+        let internal = int_field(d, &pobj, "internal_port", &pm.internal_port, 1, 65535)
+            .and_then(|v| u16::try_from(v).ok());
+        let external = int_field(d, &pobj, "external_port", &pm.external_port, 1, 65535)
+            .and_then(|v| u16::try_from(v).ok());
+        let (Some(internal_port), Some(external_port)) = (internal, external) else {
+            continue;
+        };
+        if let Some(first) = claim(
+            &mut claims.external_ports,
+            (protocol, external_port),
+            here.clone(),
+        ) {
+            d.error(
+                pm.external_port.span(),
+                &pobj,
+                format!("duplicate port mapping: external port {pname}/{external_port} is already mapped by {first}"),
+            );
+        }
+        port_mappings.push(PortMapping {
+            protocol,
+            internal_port,
+            external_port,
+        });
+    }
+
+    acl_layer.defaults = acl_profile(iso, drv, &port_mappings);
+    let mut layers = vec![acl_layer];
+    layers.extend(compile_layers(d, &object, ep.layer));
+
+    Port {
+        name,
+        network: net_name.clone(),
+        mac,
+        ips,
+        isolation: iso,
+        interface: ep.interface,
+        port_mappings,
+        layers,
+    }
+}
+
+/// Validates and compiles the raw file; errors go to `d`.
+pub(crate) fn compile(
+    d: &mut Diagnostics,
+    host: Option<Spanned<raw::Host>>,
+    networks: Vec<Spanned<raw::Network>>,
+    endpoints: Vec<Spanned<raw::Endpoint>>,
+) -> Policy {
+    let uplink = compile_uplink(d, host);
+    let (networks, infos) = compile_networks(d, networks);
+    let mut claims = Claims {
+        names: HashMap::new(),
+        ips: HashMap::new(),
+        macs: HashMap::new(),
+        external_ports: HashMap::new(),
+    };
+    claims
+        .names
+        .insert(uplink.name.clone(), "the host uplink".into());
+    claims.macs.insert(uplink.mac, "the host uplink".into());
+    for ip in &uplink.ips {
+        claims.ips.insert(*ip, "the host uplink".into());
+    }
+    let ports = endpoints
+        .into_iter()
+        .map(|ep| compile_endpoint(d, ep, &infos, &mut claims))
+        .collect();
+    Policy {
+        networks,
+        ports,
+        uplink,
+    }
+}

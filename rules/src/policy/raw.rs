@@ -1,0 +1,292 @@
+//! The policy file as written: serde types that mirror the TOML one to one, before any
+//! validation. Every field is documented here and in `docs/policy.md`.
+//!
+//! Values that need a semantic check (addresses, ports, names) are kept as
+//! [`Spanned`] text so that a later error can point at the exact line and column; unknown
+//! fields are refused by `deny_unknown_fields`, so a typo never silently does nothing.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::values::Items;
+
+/// `[host]`: the host's uplink port.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    /// Port name of the uplink; default `"uplink"`.
+    pub name: Option<Spanned<String>>,
+    /// MAC of the uplink; default `02:00:00:00:00:01`.
+    pub mac: Option<Spanned<String>>,
+    /// Host addresses (bare IPv4 or IPv6 addresses). NAT translates to these.
+    #[serde(default)]
+    pub addresses: Vec<Spanned<String>>,
+    /// MTU of the uplink, 576..=9216; default 1500.
+    pub mtu: Option<Spanned<i64>>,
+    /// Host NIC the service attaches the uplink to (e.g. `eth0`); optional.
+    pub interface: Option<String>,
+}
+
+/// `driver = ...` of a network.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    #[serde(alias = "NAT", alias = "Nat")]
+    Nat,
+    #[serde(alias = "Transparent")]
+    Transparent,
+    #[serde(alias = "L2Bridge")]
+    L2bridge,
+    #[serde(alias = "L2Tunnel")]
+    L2tunnel,
+    #[serde(alias = "Overlay")]
+    Overlay,
+}
+
+/// `[[network]]`: a virtual switch segment.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// Unique network name; endpoints refer to it.
+    pub name: Spanned<String>,
+    /// `nat` (default), `transparent`, `l2bridge`, `l2tunnel` or `overlay`.
+    pub driver: Option<Spanned<Driver>>,
+    /// Address prefixes of the network (IPv4 and/or IPv6, host bits clear). At least one.
+    #[serde(default)]
+    pub subnets: Vec<Spanned<String>>,
+    /// A single subnet; same as `subnets = [...]` with one item (both may be given).
+    pub subnet: Option<Spanned<String>>,
+    /// Default gateway of the endpoints; must lie in one of the subnets. Optional.
+    pub gateway: Option<Spanned<String>>,
+    /// 802.1Q VLAN ID, 1..=4094. Optional.
+    pub vlan: Option<Spanned<i64>>,
+    /// VXLAN network identifier, 1..=16777215: required for `overlay`, refused otherwise.
+    pub vni: Option<Spanned<i64>>,
+}
+
+/// `isolation = ...` of an endpoint: chooses its default ACL profile (DESIGN §1).
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    #[serde(alias = "Process")]
+    Process,
+    #[serde(alias = "ProcessLegacy")]
+    ProcessLegacy,
+    #[serde(alias = "HyperV", alias = "Hyperv", alias = "hyper-v")]
+    Hyperv,
+}
+
+/// `action = ...` of an ACL or a rule.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    #[serde(alias = "Allow")]
+    Allow,
+    #[serde(alias = "Block")]
+    Block,
+}
+
+/// `direction = ...` of an ACL.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AclDirection {
+    #[serde(alias = "In")]
+    In,
+    #[serde(alias = "Out")]
+    Out,
+}
+
+/// `direction = ...` of a custom group.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupDirection {
+    #[serde(alias = "In")]
+    In,
+    #[serde(alias = "Out")]
+    Out,
+    #[serde(alias = "Both")]
+    Both,
+}
+
+/// `[[endpoint]]`: a container endpoint (its vNIC port).
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    /// Unique port name (also the pcapng interface name in replays).
+    pub name: Spanned<String>,
+    /// Name of the `[[network]]` it is attached to.
+    pub network: Spanned<String>,
+    /// Unicast MAC, `00:15:5d:01:01:0a` or `00-15-5D-01-01-0A`; unique on the host.
+    pub mac: Spanned<String>,
+    /// IPv4 address, inside one of the network's subnets. `ipv4` and/or `ipv6` is needed.
+    pub ipv4: Option<Spanned<String>>,
+    /// IPv6 address, inside one of the network's subnets.
+    pub ipv6: Option<Spanned<String>>,
+    /// `process` (default), `process-legacy` or `hyperv`.
+    pub isolation: Option<Spanned<Isolation>>,
+    /// Host-side interface (veth) the service attaches to. Optional.
+    pub interface: Option<String>,
+    /// HNS-style ACL policies, from the endpoint's point of view.
+    #[serde(default)]
+    pub acl: Vec<Spanned<Acl>>,
+    /// NAT port mappings (`docker run -p`); only on a `nat` network.
+    #[serde(default)]
+    pub port_mapping: Vec<Spanned<PortMapping>>,
+    /// Custom VFP layers, placed below `acl` in file order.
+    #[serde(default)]
+    pub layer: Vec<Spanned<Layer>>,
+}
+
+/// `[[endpoint.acl]]`: an HNS ACL policy.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Acl {
+    /// Rule id shown in verdicts; default `acl<N>` (N = 1-based position in the endpoint).
+    pub id: Option<Spanned<String>>,
+    /// `allow` or `block`.
+    pub action: Action,
+    /// `in` (towards the container) or `out` (from the container).
+    pub direction: AclDirection,
+    /// Protocol names or numbers; absent or empty = any.
+    pub protocols: Option<Spanned<Items>>,
+    /// The endpoint's addresses (prefixes); absent = any.
+    pub local_addresses: Option<Spanned<Items>>,
+    /// The peer's addresses (prefixes); absent = any.
+    pub remote_addresses: Option<Spanned<Items>>,
+    /// The endpoint's ports (`80`, `"8000-8080"`); needs protocols tcp, udp or sctp.
+    pub local_ports: Option<Spanned<Items>>,
+    /// The peer's ports; needs protocols tcp, udp or sctp.
+    pub remote_ports: Option<Spanned<Items>>,
+    /// Lower wins; ties go to the ACL written first. Default 100.
+    pub priority: Option<Spanned<i64>>,
+}
+
+/// `protocol = ...` of a port mapping.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MappingProtocol {
+    #[serde(alias = "TCP")]
+    Tcp,
+    #[serde(alias = "UDP")]
+    Udp,
+}
+
+/// `[[endpoint.port_mapping]]`: publish `internal_port` of the endpoint on
+/// `external_port` of the host addresses.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct PortMapping {
+    /// `tcp` (default) or `udp`.
+    pub protocol: Option<MappingProtocol>,
+    /// The container's port, 1..=65535.
+    pub internal_port: Spanned<i64>,
+    /// The host's port, 1..=65535; unique per protocol on the host.
+    pub external_port: Spanned<i64>,
+}
+
+/// `[[endpoint.layer]]`: a custom layer.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    /// Layer name, unique in the endpoint; `acl` is taken.
+    pub name: Spanned<String>,
+    /// Default for inbound packets no group decides: `allow` (default) or `block`.
+    pub default_in: Option<Action>,
+    /// Default for outbound packets no group decides: `allow` (default) or `block`.
+    pub default_out: Option<Action>,
+    /// Groups, visited in file order.
+    #[serde(default)]
+    pub group: Vec<Spanned<Group>>,
+}
+
+/// Match fields shared by a group's `condition` and a rule. Absent or empty = any.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Conditions {
+    /// Source IP prefixes.
+    pub src_addresses: Option<Spanned<Items>>,
+    /// Destination IP prefixes.
+    pub dst_addresses: Option<Spanned<Items>>,
+    /// Source ports or ranges.
+    pub src_ports: Option<Spanned<Items>>,
+    /// Destination ports or ranges.
+    pub dst_ports: Option<Spanned<Items>>,
+    /// Protocol names or numbers.
+    pub protocols: Option<Spanned<Items>>,
+    /// ICMP types, 0..=255.
+    pub icmp_types: Option<Spanned<Items>>,
+    /// ICMP codes, 0..=255.
+    pub icmp_codes: Option<Spanned<Items>>,
+    /// Source MACs.
+    pub src_macs: Option<Spanned<Items>>,
+    /// Destination MACs.
+    pub dst_macs: Option<Spanned<Items>>,
+    /// VLAN IDs, 1..=4094.
+    pub vlans: Option<Spanned<Items>>,
+    /// VNIs, 1..=16777215.
+    pub vnis: Option<Spanned<Items>>,
+}
+
+/// `[[endpoint.layer.group]]`: a group of rules.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    /// Group name, unique in the layer.
+    pub name: Spanned<String>,
+    /// `in`, `out` or `both` (default).
+    pub direction: Option<GroupDirection>,
+    /// Optional gate: the group is visited only by packets that match it.
+    pub condition: Option<Spanned<Conditions>>,
+    /// Rules; the best matching one (lowest priority, then first written) is selected.
+    #[serde(default)]
+    pub rule: Vec<Spanned<Rule>>,
+}
+
+/// `[[endpoint.layer.group.rule]]`: a rule. It takes every field of [`Conditions`] too
+/// (serde's `flatten` cannot be combined with `deny_unknown_fields`, hence the copy).
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Rule id, unique in the group; default `rule<N>` (1-based position in the group).
+    pub id: Option<Spanned<String>>,
+    /// Lower wins; ties go to the rule written first. Default 100.
+    pub priority: Option<Spanned<i64>>,
+    /// `allow` or `block`.
+    pub action: Action,
+    /// Decides the layer at once when selected; default false.
+    #[serde(default)]
+    pub terminating: bool,
+    /// Records the connection so that replies pass; default false.
+    #[serde(default)]
+    pub stateful: bool,
+    pub src_addresses: Option<Spanned<Items>>,
+    pub dst_addresses: Option<Spanned<Items>>,
+    pub src_ports: Option<Spanned<Items>>,
+    pub dst_ports: Option<Spanned<Items>>,
+    pub protocols: Option<Spanned<Items>>,
+    pub icmp_types: Option<Spanned<Items>>,
+    pub icmp_codes: Option<Spanned<Items>>,
+    pub src_macs: Option<Spanned<Items>>,
+    pub dst_macs: Option<Spanned<Items>>,
+    pub vlans: Option<Spanned<Items>>,
+    pub vnis: Option<Spanned<Items>>,
+}
+
+impl Rule {
+    /// The rule's match fields, as a [`Conditions`].
+    pub fn conditions(&self) -> Conditions {
+        Conditions {
+            src_addresses: self.src_addresses.clone(),
+            dst_addresses: self.dst_addresses.clone(),
+            src_ports: self.src_ports.clone(),
+            dst_ports: self.dst_ports.clone(),
+            protocols: self.protocols.clone(),
+            icmp_types: self.icmp_types.clone(),
+            icmp_codes: self.icmp_codes.clone(),
+            src_macs: self.src_macs.clone(),
+            dst_macs: self.dst_macs.clone(),
+            vlans: self.vlans.clone(),
+            vnis: self.vnis.clone(),
+        }
+    }
+}
