@@ -25,8 +25,17 @@ enum Tcp {
     Ack,
 }
 
-fn tcp(smac: [u8; 6], dmac: [u8; 6], s: ([u8; 4], u16), d: ([u8; 4], u16), f: Tcp, payload: &[u8]) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(smac, dmac).ipv4(s.0, d.0, 64).tcp(s.1, d.1, 1000, 64240);
+fn tcp(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    s: ([u8; 4], u16),
+    d: ([u8; 4], u16),
+    f: Tcp,
+    payload: &[u8],
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(smac, dmac)
+        .ipv4(s.0, d.0, 64)
+        .tcp(s.1, d.1, 1000, 64240);
     let b = match f {
         Tcp::Syn => b.syn(),
         Tcp::SynAck => b.syn().ack(1001),
@@ -37,7 +46,13 @@ fn tcp(smac: [u8; 6], dmac: [u8; 6], s: ([u8; 4], u16), d: ([u8; 4], u16), f: Tc
     v
 }
 
-fn udp(smac: [u8; 6], dmac: [u8; 6], s: ([u8; 4], u16), d: ([u8; 4], u16), payload: &[u8]) -> Vec<u8> {
+fn udp(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    s: ([u8; 4], u16),
+    d: ([u8; 4], u16),
+    payload: &[u8],
+) -> Vec<u8> {
     let mut v = Vec::new();
     PacketBuilder::ethernet2(smac, dmac)
         .ipv4(s.0, d.0, 64)
@@ -49,19 +64,31 @@ fn udp(smac: [u8; 6], dmac: [u8; 6], s: ([u8; 4], u16), d: ([u8; 4], u16), paylo
 
 fn ping(smac: [u8; 6], dmac: [u8; 6], s: [u8; 4], d: [u8; 4], reply: bool) -> Vec<u8> {
     let b = PacketBuilder::ethernet2(smac, dmac).ipv4(s, d, 64);
-    let b = if reply { b.icmpv4_echo_reply(7, 1) } else { b.icmpv4_echo_request(7, 1) };
+    let b = if reply {
+        b.icmpv4_echo_reply(7, 1)
+    } else {
+        b.icmpv4_echo_request(7, 1)
+    };
     let mut v = Vec::new();
     b.write(&mut v, b"strata").expect("building an ICMP frame");
     v
 }
 
 /// An IPv4 packet of a protocol etherparse has no builder for (GRE), with a valid header.
-fn raw_ip(smac: [u8; 6], dmac: [u8; 6], s: [u8; 4], d: [u8; 4], protocol: u8, payload: &[u8]) -> Vec<u8> {
+fn raw_ip(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    s: [u8; 4],
+    d: [u8; 4],
+    protocol: u8,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut v = Vec::new();
     v.extend_from_slice(&dmac);
     v.extend_from_slice(&smac);
     v.extend_from_slice(&0x0800u16.to_be_bytes());
-    let mut h = Ipv4Header::new(payload.len() as u16, 64, IpNumber(protocol), s, d).expect("IPv4 header");
+    let mut h =
+        Ipv4Header::new(payload.len() as u16, 64, IpNumber(protocol), s, d).expect("IPv4 header");
     h.header_checksum = h.calc_header_checksum();
     h.write(&mut v).expect("writing an IPv4 header");
     v.extend_from_slice(payload);
@@ -117,7 +144,13 @@ fn main() -> std::io::Result<()> {
     let iface = w.interface("capture");
     let t0: u64 = 1_795_000_000_000_000_000;
     for (i, (what, frame)) in frames().iter().enumerate() {
-        w.write(iface, t0 + i as u64 * 1_000_000, frame, frame.len() as u32, Some(what))?;
+        w.write(
+            iface,
+            t0 + i as u64 * 1_000_000,
+            frame,
+            frame.len() as u32,
+            Some(what),
+        )?;
     }
     w.flush()?;
     println!("wrote {path}");

@@ -1,7 +1,21 @@
-//! `strata replay`: run a capture through the engine.
+//! `strata replay`: run a capture through the engine, print a summary, optionally write
+//! verdicts (JSON lines) and what leaves each port (pcapng with comments).
+//!
+//! With no capture and no `--policy`, the bundled example (`examples/demo.pcapng` with
+//! `examples/policy.toml`, compiled into the binary) is replayed, so the command works
+//! from any directory.
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
+use strata_control::replay::{Outputs, ReplayError, replay};
+use strata_dataplane::Switch;
+use strata_dataplane::capture::{CaptureReader, PcapngWriter};
+
 use crate::Failure;
+
+const DEMO_CAPTURE: &[u8] = include_bytes!("../examples/demo.pcapng");
+const DEMO_POLICY: &str = include_str!("../examples/policy.toml");
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -18,6 +32,54 @@ pub struct Args {
     pub verdicts: Option<PathBuf>,
 }
 
-pub fn run(_args: Args) -> Result<(), Failure> {
-    Err(Failure::Runtime("not yet built".into()))
+fn create(path: &PathBuf) -> Result<Box<dyn Write>, Failure> {
+    let f = File::create(path)
+        .map_err(|e| Failure::Runtime(format!("cannot create {}: {e}", path.display())))?;
+    Ok(Box::new(BufWriter::new(f)))
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let (policy_name, policy_text) = match &args.policy {
+        Some(p) => (
+            p.display().to_string(),
+            std::fs::read_to_string(p)
+                .map_err(|e| Failure::Input(format!("cannot read policy {}: {e}", p.display())))?,
+        ),
+        None => (
+            "examples/policy.toml (bundled)".to_string(),
+            DEMO_POLICY.to_string(),
+        ),
+    };
+    let policy = strata_rules::policy::load(&policy_text, &policy_name)
+        .map_err(|e| Failure::Input(format!("invalid policy:\n{e}")))?;
+    let (capture_name, reader) = match &args.capture {
+        Some(c) => (
+            c.display().to_string(),
+            CaptureReader::open(c).map_err(|e| Failure::Input(format!("{}: {e}", c.display())))?,
+        ),
+        None => (
+            "examples/demo.pcapng (bundled)".to_string(),
+            CaptureReader::from_bytes(DEMO_CAPTURE.to_vec())
+                .map_err(|e| Failure::Runtime(format!("bundled capture: {e}")))?,
+        ),
+    };
+    let mut out = Outputs {
+        pcapng: args
+            .out
+            .as_ref()
+            .map(create)
+            .transpose()?
+            .map(PcapngWriter::new),
+        verdicts: args.verdicts.as_ref().map(create).transpose()?,
+    };
+    let mut sw = Switch::new(policy);
+    let failure = |e| match e {
+        ReplayError::Capture(e) => Failure::Input(format!("{capture_name}: {e}")),
+        e @ ReplayError::Output { .. } => Failure::Runtime(e.to_string()),
+    };
+    let summary = replay(&mut sw, reader, &mut out).map_err(failure)?;
+    out.finish().map_err(failure)?;
+    println!("strata replay: {capture_name} with policy {policy_name}");
+    print!("{}", summary.render());
+    Ok(())
 }

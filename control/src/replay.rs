@@ -98,7 +98,11 @@ impl ReplaySummary {
     /// Packets per second through the engine.
     pub fn rate_pps(&self) -> f64 {
         let s = self.engine_time.as_secs_f64();
-        if s > 0.0 { self.packets as f64 / s } else { 0.0 }
+        if s > 0.0 {
+            self.packets as f64 / s
+        } else {
+            0.0
+        }
     }
 
     /// The human summary `strata replay` prints.
@@ -126,9 +130,13 @@ impl ReplaySummary {
         } else {
             0.0
         };
-        s.push_str(&format!("rate        {rate:>10} ({ns:.0} ns/packet in the engine)\n"));
+        s.push_str(&format!(
+            "rate        {rate:>10} ({ns:.0} ns/packet in the engine)\n"
+        ));
         if let Some(e) = &self.capture_error {
-            s.push_str(&format!("warning: {e}; the frames before it were replayed\n"));
+            s.push_str(&format!(
+                "warning: {e}; the frames before it were replayed\n"
+            ));
         }
         s
     }
@@ -149,14 +157,40 @@ pub enum ReplayError {
 }
 
 /// Where replay writes its optional outputs.
-pub struct Outputs<'a> {
-    pub pcapng: Option<&'a mut PcapngWriter<Box<dyn Write>>>,
-    pub verdicts: Option<&'a mut dyn Write>,
+#[derive(Default)]
+pub struct Outputs {
+    pub pcapng: Option<PcapngWriter<Box<dyn Write>>>,
+    pub verdicts: Option<Box<dyn Write>>,
+}
+
+impl Outputs {
+    /// Flushes and closes both outputs.
+    pub fn finish(self) -> Result<(), ReplayError> {
+        if let Some(w) = self.pcapng {
+            w.finish()
+                .and_then(|mut w| w.flush())
+                .map_err(|err| ReplayError::Output {
+                    what: "pcapng",
+                    err,
+                })?;
+        }
+        if let Some(mut w) = self.verdicts {
+            w.flush().map_err(|err| ReplayError::Output {
+                what: "verdicts",
+                err,
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// Where a frame enters: the capture's interface name, else its source MAC, else (no
 /// link layer) its source IP, else the uplink.
-fn ingress(sw: &Switch, frame: &Frame, parsed: &Result<packet::Parsed, packet::ParseError>) -> PortId {
+fn ingress(
+    sw: &Switch,
+    frame: &Frame,
+    parsed: &Result<packet::Parsed, packet::ParseError>,
+) -> PortId {
     let (mac, ip) = match parsed {
         Ok(p) => (
             p.fields.src_mac,
@@ -178,7 +212,7 @@ fn ingress(sw: &Switch, frame: &Frame, parsed: &Result<packet::Parsed, packet::P
 pub fn replay(
     sw: &mut Switch,
     reader: CaptureReader,
-    mut out: Outputs<'_>,
+    out: &mut Outputs,
 ) -> Result<ReplaySummary, ReplayError> {
     let mut summary = ReplaySummary::default();
     let mut index = 0u64;
@@ -191,18 +225,16 @@ pub fn replay(
             }
         };
         let start = Instant::now();
-        let (v, parsed) = if frame.link_error.is_some() {
-            let v = sw.process(PortId::Uplink, &FrameInfo::Unsupported, frame.ts_ns);
-            (v, None)
+        let v = if frame.link_error.is_some() {
+            sw.process(PortId::Uplink, &FrameInfo::Unsupported, frame.ts_ns)
         } else {
             let parsed = parse_captured(&frame.data, frame.orig_len);
             let at = ingress(sw, &frame, &parsed);
-            (sw.process(at, &FrameInfo::of(&parsed), frame.ts_ns), Some(parsed))
+            sw.process(at, &FrameInfo::of(&parsed), frame.ts_ns)
         };
         summary.engine_time += start.elapsed();
-        let _ = parsed;
         let record = VerdictRecord::of(index, sw, &v);
-        if let Some(w) = out.verdicts.as_deref_mut() {
+        if let Some(w) = out.verdicts.as_mut() {
             serde_json::to_writer(&mut *w, &record)
                 .map_err(std::io::Error::from)
                 .and_then(|_| w.write_all(b"\n"))
@@ -211,7 +243,7 @@ pub fn replay(
                     err,
                 })?;
         }
-        if let (Some(w), Some(e)) = (out.pcapng.as_deref_mut(), v.egress) {
+        if let (Some(w), Some(e)) = (out.pcapng.as_mut(), v.egress) {
             let comment = record.path();
             let iface = w.interface(sw.port_name(e));
             let (data, orig_len): (&[u8], u32) = match &v.arp_reply {
@@ -219,7 +251,10 @@ pub fn replay(
                 None => (&frame.data, frame.orig_len),
             };
             w.write(iface, frame.ts_ns, data, orig_len, Some(&comment))
-                .map_err(|err| ReplayError::Output { what: "pcapng", err })?;
+                .map_err(|err| ReplayError::Output {
+                    what: "pcapng",
+                    err,
+                })?;
         }
         index += 1;
     }

@@ -25,7 +25,6 @@ pub enum PortId {
     Uplink,
 }
 
-
 /// What the switch needs to know of a frame.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum FrameInfo {

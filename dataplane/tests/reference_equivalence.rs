@@ -185,6 +185,7 @@ fn policy() -> impl Strategy<Value = Policy> {
                     ips,
                     isolation: Isolation::Process,
                     interface: None,
+                    port_mappings: vec![],
                     layers,
                 }
             })
