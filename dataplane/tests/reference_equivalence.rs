@@ -194,6 +194,7 @@ fn policy() -> impl Strategy<Value = Policy> {
             networks: vec![],
             ports,
             uplink: Uplink::default(),
+            load_balancers: vec![],
         }
     })
 }

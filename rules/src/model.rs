@@ -322,18 +322,77 @@ impl Conditions {
 }
 
 /// What a rule does to the packets it selects. `Allow` and `Block` decide; the header
-/// transpositions of the `transposition` module imply allow and change what the following
-/// layers see.
+/// transpositions imply allow, record the connection (so replies are reverse-translated)
+/// and change what the following layers see.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Action {
     Allow,
     Block,
+    /// Source NAT: the source address becomes `ip` and the source port (an ICMP echo's
+    /// identifier) one allocated from `ports` for the connection: the original port if it
+    /// is free, else the lowest free one.
+    Snat {
+        ip: IpAddr,
+        ports: PortRange,
+    },
+    /// Destination NAT (a port mapping): the destination becomes `ip`, and `port` if given.
+    Dnat {
+        ip: IpAddr,
+        port: Option<u16>,
+    },
+    /// Load balancing: the destination becomes one backend, chosen by consistent hashing.
+    LoadBalance(LoadBalancer),
+    /// Rewrites MAC addresses (L2Bridge).
+    SetMac {
+        src: Option<Mac>,
+        dst: Option<Mac>,
+    },
 }
 
 impl Action {
     pub fn is_block(&self) -> bool {
         matches!(self, Action::Block)
     }
+    /// Header transpositions are always stateful: their replies must be reverse-translated.
+    pub fn is_transposition(&self) -> bool {
+        !matches!(self, Action::Allow | Action::Block)
+    }
+}
+
+/// How a load balancer spreads connections over its backends (HNS LoadBalancer
+/// distribution types).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Distribution {
+    /// By the whole 5-tuple (the default).
+    FiveTuple,
+    /// By source IP and protocol: a client sticks to one backend per protocol.
+    SourceIpProtocol,
+    /// By source IP alone.
+    SourceIp,
+}
+
+/// A load balancer backend (a DIP); `port` 0 keeps the destination port.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Backend {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+/// A load balancer's backends and distribution.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct LoadBalancer {
+    pub name: String,
+    pub backends: Vec<Backend>,
+    pub distribution: Distribution,
+}
+
+/// A load balancer policy: connections to `vip`:`port` over `protocol` go to a backend.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct LoadBalancerPolicy {
+    pub protocol: u8,
+    pub vip: IpAddr,
+    pub port: u16,
+    pub lb: LoadBalancer,
 }
 
 /// A rule: lower `priority` wins; ties go to the rule written first.
@@ -460,6 +519,37 @@ pub struct Network {
     pub gateway: Option<IpAddr>,
     pub vlan: Option<u16>,
     pub vni: Option<u32>,
+    /// VXLAN UDP port of an overlay network (default 4789).
+    pub vxlan_port: u16,
+    /// OutboundNAT (overlay, l2bridge): SNAT to a VIP except to the exception prefixes.
+    pub outbound_nat: Option<OutboundNat>,
+    /// Overlay: which remote host (provider address) carries which customer addresses
+    /// (HNS RemoteSubnetRoute / ProviderAddress).
+    pub remote_routes: Vec<RemoteRoute>,
+}
+
+/// The default VXLAN UDP port.
+pub const VXLAN_PORT: u16 = 4789;
+
+/// EncapOverhead: outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8.
+pub const ENCAP_OVERHEAD: u16 = 50;
+
+/// OutboundNAT policy of a network.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct OutboundNat {
+    pub vip: IpAddr,
+    pub exceptions: Vec<IpPrefix>,
+}
+
+/// A customer-address prefix of an overlay network reached through a remote host.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct RemoteRoute {
+    /// Customer addresses (inside the overlay).
+    pub prefix: IpPrefix,
+    /// The remote host's provider address (underlay, IPv4 or IPv6).
+    pub provider_address: IpAddr,
+    /// The inner destination MAC to use for these addresses (default: the uplink's).
+    pub mac: Option<Mac>,
 }
 
 /// An endpoint's vNIC port with its layers, top (nearest the container) first.
@@ -515,6 +605,8 @@ pub struct Policy {
     pub networks: Vec<Network>,
     pub ports: Vec<Port>,
     pub uplink: Uplink,
+    /// Load balancer policies, applied to every endpoint's outbound traffic.
+    pub load_balancers: Vec<LoadBalancerPolicy>,
 }
 
 impl Policy {

@@ -438,6 +438,9 @@ fn compile_networks(
             gateway,
             vlan,
             vni,
+            vxlan_port: crate::model::VXLAN_PORT,
+            outbound_nat: None,
+            remote_routes: Vec::new(),
         });
     }
     (networks, infos)
@@ -909,5 +912,6 @@ pub(crate) fn compile(
         networks,
         ports,
         uplink,
+        load_balancers: Vec::new(),
     }
 }
