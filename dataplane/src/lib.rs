@@ -19,6 +19,7 @@ pub mod layer;
 pub mod packet;
 pub mod port;
 pub mod switch;
+pub mod transpose;
 pub mod uft;
 
 pub use drop::DropReason;
