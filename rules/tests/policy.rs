@@ -695,3 +695,14 @@ mod no_panics {
         }
     }
 }
+
+#[test]
+fn documented_example_compiles() {
+    let doc = include_str!("../../docs/policy.md");
+    let start = doc.find("```toml\n").expect("a toml block in docs/policy.md") + 8;
+    let len = doc[start..].find("```").expect("end of the toml block");
+    let p = policy::load(&doc[start..start + len], "docs/policy.md").unwrap();
+    assert_eq!((p.networks.len(), p.ports.len()), (2, 2));
+    assert_eq!(acl_layer(&p, "pod").defaults.inbound, DefaultPolicy::allow_all());
+    assert_eq!(p.port("pod").unwrap().layers[1].groups[0].rules[0].id, "no-netbios");
+}
