@@ -699,10 +699,84 @@ mod no_panics {
 #[test]
 fn documented_example_compiles() {
     let doc = include_str!("../../docs/policy.md");
-    let start = doc.find("```toml\n").expect("a toml block in docs/policy.md") + 8;
+    let start = doc
+        .find("```toml\n")
+        .expect("a toml block in docs/policy.md")
+        + 8;
     let len = doc[start..].find("```").expect("end of the toml block");
     let p = policy::load(&doc[start..start + len], "docs/policy.md").unwrap();
     assert_eq!((p.networks.len(), p.ports.len()), (2, 2));
-    assert_eq!(acl_layer(&p, "pod").defaults.inbound, DefaultPolicy::allow_all());
-    assert_eq!(p.port("pod").unwrap().layers[1].groups[0].rules[0].id, "no-netbios");
+    assert_eq!(
+        acl_layer(&p, "pod").defaults.inbound,
+        DefaultPolicy::allow_all()
+    );
+    assert_eq!(
+        p.port("pod").unwrap().layers[1].groups[0].rules[0].id,
+        "no-netbios"
+    );
+}
+
+// ---- HNS JSON import ----
+
+#[test]
+fn hns_json_example_equals_the_toml_example() {
+    let json = include_str!("../../examples/policy.hns.json");
+    let from_json = policy::load_hns_json(json, "examples/policy.hns.json").unwrap();
+    let from_toml = policy::load(EXAMPLE, "examples/policy.toml").unwrap();
+    assert_eq!(from_json, from_toml);
+}
+
+#[test]
+fn hns_json_errors_point_at_json_lines() {
+    let json = r#"{
+  "Networks": [{"Name": "nat", "Type": "NAT", "Subnets": ["198.18.1.0/24"]}],
+  "Endpoints": [
+    {"Name": "web", "VirtualNetworkName": "nat", "MacAddress": "00-15-5D-01-01-0A",
+     "IPAddress": "198.18.1.10",
+     "Policies": [
+       {"Type": "ACL", "Settings": {"Action": "Allow", "Direction": "In",
+        "Protocols": "1", "LocalPorts": "80"}},
+       {"Type": "ACL", "Settings": {"Action": "Allow", "Direction": "Sideways", "Prio": 1}},
+       {"Type": "OutBoundNAT", "Settings": {}}
+     ]}
+  ]
+}"#;
+    let errors = policy::load_hns_json(json, "h.json")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errors.contains("h.json:8:41: endpoint \"web\" acl #1: local_ports needs protocols"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("h.json:9:69: endpoint \"web\" acl #2: unknown Direction `Sideways`"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("h.json:9:81: endpoint \"web\" acl #2: unknown field `Prio`"),
+        "{errors}"
+    );
+    assert!(
+        errors
+            .contains("h.json:10:8: endpoint \"web\": policy type `OutBoundNAT` is not supported"),
+        "{errors}"
+    );
+
+    let syntax = policy::load_hns_json("{\n  \"Networks\": [,]\n}", "s.json")
+        .unwrap_err()
+        .to_string();
+    assert!(syntax == "s.json:2:16: JSON: expected value", "{syntax}");
+    assert!(policy::load_hns_json("[1, 2]", "a.json").is_err());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+    #[test]
+    fn hns_json_never_panics(pos in 0usize..2000, junk in "[\\[\\]{}\":,a-zA-Z0-9. \\\\-]{0,8}", cut in 0usize..20) {
+        let mut text = include_str!("../../examples/policy.hns.json").to_owned();
+        let at = pos.min(text.len());
+        let end = (at + cut).min(text.len());
+        text.replace_range(at..end, &junk);
+        let _ = policy::load_hns_json(&text, "m.json");
+    }
 }

@@ -23,7 +23,9 @@
 //! `rules` does no I/O: the caller reads the file and passes its text and name.
 
 mod compile;
+mod hns;
 pub use compile::{ACL_IN_GROUP, ACL_LAYER, ACL_OUT_GROUP, DEFAULT_PRIORITY, acl_profile};
+pub use hns::load_hns_json;
 pub mod raw;
 pub mod values;
 
