@@ -421,6 +421,30 @@ fn errors_are_collected_and_sorted() {
 }
 
 #[test]
+fn one_bad_acl_hides_nothing_else() {
+    let extra = endpoint("web", "natt", 10, "198.18.1.10")
+        + "[[endpoint.acl]]\naction = \"allow\"\ndirection = \"in\"\nprotcols = [\"tcp\"]\n\
+           [[endpoint.acl]]\naction = \"allow\"\ndirection = \"in\"\nprotocols = [\"tcp\"]\nlocal_ports = [\"99999\"]\n\
+           [[endpoint.port_mapping]]\ninternal_port = 80\nexternal_port = 8080\nextra = 1\n";
+    fails(
+        &extra,
+        "protcols",
+        "endpoint \"web\" acl #1",
+        "unknown field `protcols`",
+    );
+    fails(&extra, "99999", "endpoint \"web\" acl #2", "out of range");
+    fails(
+        &extra,
+        "extra = 1",
+        "endpoint \"web\" port_mapping #1",
+        "unknown field `extra`",
+    );
+    fails(&extra, "\"natt\"", "endpoint \"web\"", "unknown network");
+    let kinds = "\n[[endpoint]]\nname = \"web\"\nnetwork = \"nat\"\nmac = \"00:15:5d:01:01:0a\"\nipv4 = \"198.18.1.10\"\nacl = 5\n";
+    fails(kinds, "acl = 5", "endpoint \"web\"", "array of tables");
+}
+
+#[test]
 fn endpoint_needs_an_address() {
     let extra = "\n[[endpoint]]\nname = \"web\"\nnetwork = \"nat\"\nmac = \"00:15:5d:01:01:0a\"\n";
     fails(

@@ -443,6 +443,7 @@ fn acl(r: &mut Reader, p: &Json, s: &Json, object: &str) -> Option<raw::Acl> {
     // enforces every ACL in the switch, so it is read only to be checked.
     r.choice(s, object, "RuleType", &[("Switch", ()), ("Host", ())]);
     Some(raw::Acl {
+        position: 0,
         id: r.string(s, object, "Id"),
         action: *action?.get_ref(),
         direction: *direction?.get_ref(),
@@ -496,6 +497,7 @@ fn port_mapping(r: &mut Reader, p: &Json, s: &Json, object: &str) -> Option<raw:
     let internal_port = port("InternalPort");
     let external_port = port("ExternalPort");
     Some(raw::PortMapping {
+        position: 0,
         protocol,
         internal_port: internal_port?,
         external_port: external_port?,
@@ -525,7 +527,8 @@ fn endpoint(r: &mut Reader, e: &Json, index: usize) -> Option<raw::Endpoint> {
                 Some(id) => format!("{object} acl #{n} {id:?}"),
                 None => format!("{object} acl #{n}"),
             };
-            if let Some(a) = acl(r, p, settings, &aobj) {
+            if let Some(mut a) = acl(r, p, settings, &aobj) {
+                a.position = n;
                 acls.push(Spanned::new(p.span.clone(), a));
             }
         } else if kind.eq_ignore_ascii_case("PortMapping") || kind.eq_ignore_ascii_case("NAT") {
