@@ -1,5 +1,6 @@
 //! `strata check FILE`: validate a policy file and say what it holds, or print every
-//! problem found (one per line, `FILE:LINE:COL: OBJECT: message`) and exit 1.
+//! problem found (one per line, `FILE:LINE:COL: OBJECT: message`) and exit 1. A file
+//! named `*.json` is read as an HNS JSON export, anything else as the TOML policy file.
 use std::path::Path;
 
 use strata_rules::policy;
@@ -10,7 +11,15 @@ pub fn run(file: &Path) -> Result<(), Failure> {
     let name = file.display().to_string();
     let text = std::fs::read_to_string(file)
         .map_err(|e| Failure::Input(format!("cannot read policy file {name}: {e}")))?;
-    match policy::load(&text, &name) {
+    let is_json = file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let loaded = if is_json {
+        policy::load_hns_json(&text, &name)
+    } else {
+        policy::load(&text, &name)
+    };
+    match loaded {
         Ok(p) => {
             let rules: usize = p
                 .ports

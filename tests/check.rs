@@ -69,6 +69,19 @@ fn bundled_example_passes() {
 }
 
 #[test]
+fn hns_json_example_passes() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/policy.hns.json");
+    let out = check(&path);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 networks, 3 endpoints, 3 rules)"));
+}
+
+#[test]
 fn broken_policy_fails_with_lines() {
     // Line 10: the address is outside the network; line 16: a port out of range.
     let broken = GOOD

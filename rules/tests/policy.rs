@@ -421,6 +421,30 @@ fn errors_are_collected_and_sorted() {
 }
 
 #[test]
+fn one_bad_acl_hides_nothing_else() {
+    let extra = endpoint("web", "natt", 10, "198.18.1.10")
+        + "[[endpoint.acl]]\naction = \"allow\"\ndirection = \"in\"\nprotcols = [\"tcp\"]\n\
+           [[endpoint.acl]]\naction = \"allow\"\ndirection = \"in\"\nprotocols = [\"tcp\"]\nlocal_ports = [\"99999\"]\n\
+           [[endpoint.port_mapping]]\ninternal_port = 80\nexternal_port = 8080\nextra = 1\n";
+    fails(
+        &extra,
+        "protcols",
+        "endpoint \"web\" acl #1",
+        "unknown field `protcols`",
+    );
+    fails(&extra, "99999", "endpoint \"web\" acl #2", "out of range");
+    fails(
+        &extra,
+        "extra = 1",
+        "endpoint \"web\" port_mapping #1",
+        "unknown field `extra`",
+    );
+    fails(&extra, "\"natt\"", "endpoint \"web\"", "unknown network");
+    let kinds = "\n[[endpoint]]\nname = \"web\"\nnetwork = \"nat\"\nmac = \"00:15:5d:01:01:0a\"\nipv4 = \"198.18.1.10\"\nacl = 5\n";
+    fails(kinds, "acl = 5", "endpoint \"web\"", "array of tables");
+}
+
+#[test]
 fn endpoint_needs_an_address() {
     let extra = "\n[[endpoint]]\nname = \"web\"\nnetwork = \"nat\"\nmac = \"00:15:5d:01:01:0a\"\n";
     fails(
@@ -693,5 +717,90 @@ mod no_panics {
         fn arbitrary_text(text in "\\PC{0,200}") {
             let _ = policy::load(&text, "a.toml");
         }
+    }
+}
+
+#[test]
+fn documented_example_compiles() {
+    let doc = include_str!("../../docs/policy.md");
+    let start = doc
+        .find("```toml\n")
+        .expect("a toml block in docs/policy.md")
+        + 8;
+    let len = doc[start..].find("```").expect("end of the toml block");
+    let p = policy::load(&doc[start..start + len], "docs/policy.md").unwrap();
+    assert_eq!((p.networks.len(), p.ports.len()), (2, 2));
+    assert_eq!(
+        acl_layer(&p, "pod").defaults.inbound,
+        DefaultPolicy::allow_all()
+    );
+    assert_eq!(
+        p.port("pod").unwrap().layers[1].groups[0].rules[0].id,
+        "no-netbios"
+    );
+}
+
+// ---- HNS JSON import ----
+
+#[test]
+fn hns_json_example_equals_the_toml_example() {
+    let json = include_str!("../../examples/policy.hns.json");
+    let from_json = policy::load_hns_json(json, "examples/policy.hns.json").unwrap();
+    let from_toml = policy::load(EXAMPLE, "examples/policy.toml").unwrap();
+    assert_eq!(from_json, from_toml);
+}
+
+#[test]
+fn hns_json_errors_point_at_json_lines() {
+    let json = r#"{
+  "Networks": [{"Name": "nat", "Type": "NAT", "Subnets": ["198.18.1.0/24"]}],
+  "Endpoints": [
+    {"Name": "web", "VirtualNetworkName": "nat", "MacAddress": "00-15-5D-01-01-0A",
+     "IPAddress": "198.18.1.10",
+     "Policies": [
+       {"Type": "ACL", "Settings": {"Action": "Allow", "Direction": "In",
+        "Protocols": "1", "LocalPorts": "80"}},
+       {"Type": "ACL", "Settings": {"Action": "Allow", "Direction": "Sideways", "Prio": 1}},
+       {"Type": "OutBoundNAT", "Settings": {}}
+     ]}
+  ]
+}"#;
+    let errors = policy::load_hns_json(json, "h.json")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errors.contains("h.json:8:41: endpoint \"web\" acl #1: local_ports needs protocols"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("h.json:9:69: endpoint \"web\" acl #2: unknown Direction `Sideways`"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("h.json:9:81: endpoint \"web\" acl #2: unknown field `Prio`"),
+        "{errors}"
+    );
+    assert!(
+        errors
+            .contains("h.json:10:8: endpoint \"web\": policy type `OutBoundNAT` is not supported"),
+        "{errors}"
+    );
+
+    let syntax = policy::load_hns_json("{\n  \"Networks\": [,]\n}", "s.json")
+        .unwrap_err()
+        .to_string();
+    assert!(syntax == "s.json:2:16: JSON: expected value", "{syntax}");
+    assert!(policy::load_hns_json("[1, 2]", "a.json").is_err());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+    #[test]
+    fn hns_json_never_panics(pos in 0usize..2000, junk in "[\\[\\]{}\":,a-zA-Z0-9. \\\\-]{0,8}", cut in 0usize..20) {
+        let mut text = include_str!("../../examples/policy.hns.json").to_owned();
+        let at = pos.min(text.len());
+        let end = (at + cut).min(text.len());
+        text.replace_range(at..end, &junk);
+        let _ = policy::load_hns_json(&text, "m.json");
     }
 }

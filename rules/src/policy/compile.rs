@@ -467,6 +467,7 @@ fn compile_acls(
     for (i, acl) in acls.into_iter().enumerate() {
         let span = acl.span();
         let acl = acl.into_inner();
+        let i = acl.position.checked_sub(1).unwrap_or(i);
         let id = acl
             .id
             .as_ref()
@@ -824,6 +825,7 @@ fn compile_endpoint(
     for (i, pm) in ep.port_mapping.into_iter().enumerate() {
         let span = pm.span();
         let pm = pm.into_inner();
+        let i = pm.position.checked_sub(1).unwrap_or(i);
         let pobj = format!("{object} port_mapping #{}", i + 1);
         if let Some(dr) = drv
             && dr != Driver::Nat

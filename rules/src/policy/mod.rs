@@ -23,7 +23,9 @@
 //! `rules` does no I/O: the caller reads the file and passes its text and name.
 
 mod compile;
+mod hns;
 pub use compile::{ACL_IN_GROUP, ACL_LAYER, ACL_OUT_GROUP, DEFAULT_PRIORITY, acl_profile};
+pub use hns::load_hns_json;
 pub mod raw;
 pub mod values;
 
@@ -152,6 +154,72 @@ fn parse_item<'i, T: Deserialize<'i>>(
     Spanned::<T>::deserialize(ValueDeserializer::from(value))
 }
 
+/// Deserializes one `[[endpoint]]`, and each of its ACLs, port mappings and layers on
+/// its own, so that a mistake in one of them hides neither the others nor the endpoint's
+/// own checks.
+fn parse_endpoint(
+    diag: &mut Diagnostics,
+    index: usize,
+    item: &Spanned<DeValue<'_>>,
+) -> Option<Spanned<raw::Endpoint>> {
+    let report = |diag: &mut Diagnostics, e: toml::de::Error, at: Range<usize>| {
+        let span = e.span().unwrap_or(at);
+        let object = describe("endpoint", index, item.get_ref(), &span);
+        diag.error(span, &object, e.message());
+    };
+    let DeValue::Table(mut table) = item.get_ref().clone() else {
+        diag.error(
+            item.span(),
+            "endpoint",
+            "`endpoint` must be an array of tables: write `[[endpoint]]`",
+        );
+        return None;
+    };
+    let nested: Vec<(&str, Option<Spanned<DeValue<'_>>>)> = ["acl", "port_mapping", "layer"]
+        .into_iter()
+        .map(|k| (k, table.remove(k)))
+        .collect();
+    let mut endpoint =
+        match parse_item::<raw::Endpoint>(Spanned::new(item.span(), DeValue::Table(table))) {
+            Ok(ep) => Some(ep),
+            Err(e) => {
+                report(diag, e, item.span());
+                None
+            }
+        };
+    for (key, value) in nested {
+        let Some(value) = value else { continue };
+        let Some(items) = value.get_ref().as_array() else {
+            let object = describe("endpoint", index, item.get_ref(), &value.span());
+            diag.error(
+                value.span(),
+                &object,
+                format!("`{key}` must be an array of tables: write `[[endpoint.{key}]]`"),
+            );
+            continue;
+        };
+        for (position, sub) in (1..).zip(items.iter()) {
+            let at = sub.span();
+            let ep = endpoint.as_mut().map(|ep| ep.get_mut());
+            let result = match key {
+                "acl" => parse_item::<raw::Acl>(sub.clone()).map(|mut a| {
+                    a.get_mut().position = position;
+                    ep.map(|ep| ep.acl.push(a))
+                }),
+                "port_mapping" => parse_item::<raw::PortMapping>(sub.clone()).map(|mut m| {
+                    m.get_mut().position = position;
+                    ep.map(|ep| ep.port_mapping.push(m))
+                }),
+                _ => parse_item::<raw::Layer>(sub.clone()).map(|l| ep.map(|ep| ep.layer.push(l))),
+            };
+            if let Err(e) = result {
+                report(diag, e, at);
+            }
+        }
+    }
+    endpoint
+}
+
 /// Names the innermost object of a raw `[[network]]` or `[[endpoint]]` item that holds
 /// `span`, for errors found while deserializing it (before names are known to be valid).
 fn describe(section: &str, index: usize, item: &DeValue<'_>, span: &Range<usize>) -> String {
@@ -261,15 +329,17 @@ pub fn load(text: &str, file: &str) -> Result<Policy, PolicyErrors> {
                     continue;
                 };
                 for (i, item) in items.iter().enumerate() {
-                    let parsed = if section == "network" {
-                        parse_item::<raw::Network>(item.clone()).map(|n| networks.push(n))
-                    } else {
-                        parse_item::<raw::Endpoint>(item.clone()).map(|n| endpoints.push(n))
-                    };
-                    if let Err(e) = parsed {
-                        let span = e.span().unwrap_or(item.span());
-                        let object = describe(section, i, item.get_ref(), &span);
-                        diag.error(span, &object, e.message());
+                    if section == "endpoint" {
+                        endpoints.extend(parse_endpoint(&mut diag, i, item));
+                        continue;
+                    }
+                    match parse_item::<raw::Network>(item.clone()) {
+                        Ok(n) => networks.push(n),
+                        Err(e) => {
+                            let span = e.span().unwrap_or(item.span());
+                            let object = describe(section, i, item.get_ref(), &span);
+                            diag.error(span, &object, e.message());
+                        }
                     }
                 }
             }

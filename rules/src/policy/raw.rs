@@ -141,6 +141,10 @@ pub struct Endpoint {
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct Acl {
+    /// 1-based position among the endpoint's ACLs, set by the reader (0 = the position in
+    /// the list), so that errors keep naming `acl #N` right when an earlier ACL failed.
+    #[serde(skip)]
+    pub position: usize,
     /// Rule id shown in verdicts; default `acl<N>` (N = 1-based position in the endpoint).
     pub id: Option<Spanned<String>>,
     /// `allow` or `block`.
@@ -176,6 +180,9 @@ pub enum MappingProtocol {
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct PortMapping {
+    /// 1-based position among the endpoint's port mappings; see [`Acl::position`].
+    #[serde(skip)]
+    pub position: usize,
     /// `tcp` (default) or `udp`.
     pub protocol: Option<MappingProtocol>,
     /// The container's port, 1..=65535.

@@ -64,6 +64,11 @@ impl<'de> Deserialize<'de> for Scalar {
 pub struct Items(Vec<Spanned<Scalar>>, Option<Scalar>);
 
 impl Items {
+    /// A list built by an importer: items with their spans.
+    pub(crate) fn from_spanned(items: Vec<Spanned<Scalar>>) -> Items {
+        Items(items, None)
+    }
+
     /// Every item with the span it came from (`whole` is the span of the field's value,
     /// used for a single scalar). Comma-separated strings are split; empty pieces dropped.
     pub fn iter_with(&self, whole: &Range<usize>) -> Vec<(Scalar, Range<usize>)> {
