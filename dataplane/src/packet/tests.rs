@@ -418,11 +418,16 @@ fn ipv6_errors() {
         err(&eth(IPV6, &[], &ipv6(60, &pl))),
         ParseError::Ipv6TooManyExtHeaders
     );
-    // Jumbogram: payload length 0 behind a hop-by-hop header.
+    // Jumbogram: payload length 0 behind a hop-by-hop header; and BIG TCP without it.
     let mut j = ipv6(0, &[ext(17, 0), udp(1, 2, &[])].concat());
     j[4] = 0;
     j[5] = 0;
     assert_eq!(parse(&eth(IPV6, &[], &j)).unwrap().fields.dst_port, 2);
+    let mut j = ipv6(17, &udp(1, 2, &[0; 100]));
+    j[4] = 0;
+    j[5] = 0;
+    let p = parse(&eth(IPV6, &[], &j)).unwrap();
+    assert_eq!((p.fields.dst_port, p.l3_end as usize), (2, 14 + j.len()));
 }
 
 #[test]
