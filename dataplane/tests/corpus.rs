@@ -192,3 +192,72 @@ fn cut_captures_give_the_frames_so_far_then_an_error() {
         Err(CaptureError::NotACapture { .. })
     ));
 }
+
+/// The first frames of a capture, parsed.
+fn first(name: &str, n: usize) -> Vec<(strata_dataplane::capture::Frame, packet::Parsed)> {
+    let path = corpus_dir().join(name);
+    CaptureReader::open(&path)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .take(n)
+        .map(|f| {
+            let f = f.unwrap_or_else(|e| panic!("{name}: {e}"));
+            let p = packet::parse_captured(&f.data, f.orig_len)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            (f, p)
+        })
+        .collect()
+}
+
+/// What a few real captures must parse to (values checked against tcpdump's own output).
+#[test]
+fn known_frames_parse_to_known_fields() {
+    use strata_dataplane::packet::{Fragment, tcp};
+    // QinQ: 802.1ad outer VID 200, inner 802.1Q VID 2001, ARP inside.
+    let f = first("802.1ad_QinQ.pcap", 1);
+    let p = &f[0].1;
+    assert_eq!(
+        (p.outer_vlan, p.fields.vlan, p.vlan_count),
+        (Some(200), Some(2001), 2)
+    );
+    assert!(matches!(p.kind, FrameKind::Arp(a) if a.op == 1));
+    // Linux cooked capture, nanosecond pcap: a TCP handshake.
+    let f = first("tcp-handshake-nano.pcap", 3);
+    assert_eq!(f[0].0.ts_ns, 1_418_145_369_924_505_488);
+    let flags: Vec<u8> = f.iter().map(|(_, p)| p.tcp_flags).collect();
+    assert_eq!(flags, [tcp::SYN, tcp::SYN | tcp::ACK, tcp::ACK]);
+    assert_eq!((f[0].1.fields.dst_port, f[1].1.fields.src_port), (80, 80));
+    // Raw IPv6: DNS over UDP.
+    let f = first("LINKTYPE_RAW_ipv6.pcap", 1);
+    assert_eq!(
+        (
+            f[0].1.ip_version,
+            f[0].1.fields.protocol,
+            f[0].1.fields.dst_port
+        ),
+        (6, 17, 53)
+    );
+    // ICMPv6 parameter problem; echo requests behind a routing header.
+    assert_eq!(
+        first("icmpv6-rfc7112.pcap", 1)[0].1.fields.icmp,
+        Some((4, 3))
+    );
+    let f = first("ipv6-routing-header.pcap", 1);
+    assert_eq!(
+        (f[0].1.fields.icmp, f[0].1.icmp_id, f[0].1.l4_offset),
+        (Some((128, 0)), Some(0), Some(78))
+    );
+    // VXLAN outer header.
+    assert_eq!(first("vxlan.pcap", 1)[0].1.fields.dst_port, 4789);
+    // BIG TCP over IPv6 (payload length 0, 80 kB frame).
+    let f = first("bigtcp-ipv6.pcap", 1);
+    assert_eq!(
+        (f[0].1.fields.src_port, f[0].1.fields.dst_port),
+        (43267, 41219)
+    );
+    // A first fragment cut by the snap length: ports still there.
+    let f = first("esp_truncated.pcap", 1);
+    assert_eq!(
+        (f[0].1.fragment, f[0].1.truncated, f[0].1.fields.dst_port),
+        (Fragment::First, true, 8472)
+    );
+}

@@ -145,6 +145,7 @@ impl CaptureReader {
         })
     }
 
+    /// pcap or pcapng.
     pub fn format(&self) -> CaptureFormat {
         match self.state {
             State::Pcap { .. } => CaptureFormat::Pcap,
