@@ -117,30 +117,23 @@ pub fn check_invariants(frame: &[u8], p: &super::Parsed) {
     if (p.payload_offset as usize) > len.max(p.l3_end as usize) {
         bad("payload_offset beyond the packet");
     }
-    if let Some(l4) = p.l4_offset {
-        if l4 as usize > len || p.payload_offset < l4 || l4 < p.l3_offset {
-            bad("l4_offset out of order");
-        }
+    let l4_bad = |l4: u16| l4 as usize > len || p.payload_offset < l4 || l4 < p.l3_offset;
+    if p.l4_offset.is_some_and(l4_bad) {
+        bad("l4_offset out of order");
     }
     for (off, n) in [p.src_ip_offset(), p.dst_ip_offset()].into_iter().flatten() {
         if off + n > len {
             bad("IP address beyond the frame");
         }
     }
-    if let Some((s, d)) = p.port_offsets() {
-        if s + 2 > len || d + 2 > len {
-            bad("ports beyond the frame");
-        }
+    if p.port_offsets().is_some_and(|(s, d)| s + 2 > len || d + 2 > len) {
+        bad("ports beyond the frame");
     }
-    if let Some(c) = p.l4_checksum_offset() {
-        if c + 2 > len {
-            bad("L4 checksum beyond the frame");
-        }
+    if p.l4_checksum_offset().is_some_and(|c| c + 2 > len) {
+        bad("L4 checksum beyond the frame");
     }
-    if let Some(c) = p.ipv4_checksum_offset() {
-        if c + 2 > len {
-            bad("IPv4 checksum beyond the frame");
-        }
+    if p.ipv4_checksum_offset().is_some_and(|c| c + 2 > len) {
+        bad("IPv4 checksum beyond the frame");
     }
     if p.is_ipv4() || p.is_ipv6() {
         if !p.truncated && p.l3_end as usize > len {
