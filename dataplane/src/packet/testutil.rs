@@ -126,7 +126,9 @@ pub fn check_invariants(frame: &[u8], p: &super::Parsed) {
             bad("IP address beyond the frame");
         }
     }
-    if p.port_offsets().is_some_and(|(s, d)| s + 2 > len || d + 2 > len) {
+    if p.port_offsets()
+        .is_some_and(|(s, d)| s + 2 > len || d + 2 > len)
+    {
         bad("ports beyond the frame");
     }
     if p.l4_checksum_offset().is_some_and(|c| c + 2 > len) {
