@@ -19,6 +19,8 @@ const PCAPNG_SHB: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 const NANOS: u64 = 1_000_000_000;
 /// How much to read at a time.
 const CHUNK: usize = 256 * 1024;
+/// No real record is this large (BIG TCP tops out at 512 KiB).
+const MAX_RECORD: usize = 256 << 20;
 
 /// The unread part of the input: `buf[pos..]`, refilled from `input` on demand.
 struct Source {
@@ -258,6 +260,15 @@ impl CaptureReader {
     /// Reads more input after the parser ran out of data: `Some` ends the iteration
     /// (end of file: `None` if nothing was left, else truncated; or an I/O error).
     fn more(&mut self) -> Option<Option<Result<Frame, CaptureError>>> {
+        if self.src.rest().len() > MAX_RECORD {
+            // A corrupt length field must not make us buffer an endless stream.
+            self.done = true;
+            return Some(Some(Err(CaptureError::Malformed {
+                offset: self.src.offset(),
+                records: self.records,
+                what: "record larger than 256 MiB",
+            })));
+        }
         match self.src.refill() {
             Ok(true) => None,
             Ok(false) if self.src.rest().is_empty() => {

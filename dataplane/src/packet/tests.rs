@@ -33,6 +33,7 @@ fn ipv4_udp() {
         (14, Some(34), 42)
     );
     assert_eq!(p.l3_end as usize, f.len());
+    assert_eq!(p.ip_len() as usize, f.len() - 14);
     assert_eq!(p.ttl, 64);
     assert_eq!(p.fragment, Fragment::None);
     assert!(!p.truncated);
