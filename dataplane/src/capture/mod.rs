@@ -58,10 +58,10 @@ pub enum CaptureError {
     #[error("not a pcap or pcapng capture (the file starts with {magic})")]
     NotACapture { magic: String },
     #[error("capture truncated at byte {offset}, after {records} records")]
-    Truncated { offset: usize, records: u64 },
+    Truncated { offset: u64, records: u64 },
     #[error("malformed capture at byte {offset}, after {records} records: {what}")]
     Malformed {
-        offset: usize,
+        offset: u64,
         records: u64,
         what: &'static str,
     },

@@ -1,7 +1,8 @@
-//! The capture reader: pcap and pcapng through `pcap-parser`'s block parsers, over the
-//! whole file in memory (replayed captures are small; a streaming reader can replace
-//! this behind the same iterator).
+//! The capture reader: pcap and pcapng through `pcap-parser`'s block parsers, over a
+//! window of the input that grows only as far as the largest record: a capture of any
+//! size streams.
 
+use std::io::{self, Read};
 use std::path::Path;
 
 use pcap_parser::pcapng::Block;
@@ -16,6 +17,62 @@ use super::{CaptureError, Frame};
 
 const PCAPNG_SHB: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 const NANOS: u64 = 1_000_000_000;
+/// How much to read at a time.
+const CHUNK: usize = 256 * 1024;
+/// No real record is this large (BIG TCP tops out at 512 KiB).
+const MAX_RECORD: usize = 256 << 20;
+
+/// The unread part of the input: `buf[pos..]`, refilled from `input` on demand.
+struct Source {
+    buf: Vec<u8>,
+    pos: usize,
+    /// Offset in the file of `buf[0]`.
+    base: u64,
+    /// `None` once it has returned end of file (or from the start, for bytes in memory).
+    input: Option<Box<dyn Read + Send>>,
+}
+
+impl Source {
+    fn rest(&self) -> &[u8] {
+        self.buf.get(self.pos..).unwrap_or(&[])
+    }
+
+    fn offset(&self) -> u64 {
+        self.base + self.pos as u64
+    }
+
+    /// Reads more input; `Ok(false)` at end of file.
+    fn refill(&mut self) -> io::Result<bool> {
+        let Some(input) = self.input.as_mut() else {
+            return Ok(false);
+        };
+        if self.pos > 0 && self.pos >= self.buf.len() / 2 {
+            // Drop what was consumed rather than growing forever.
+            self.buf.drain(..self.pos);
+            self.base += self.pos as u64;
+            self.pos = 0;
+        }
+        // At least double the unread part, so that a large record takes few reads;
+        // `read_to_end` through `take` fills without zeroing the buffer first.
+        let want = CHUNK.max(self.buf.len() - self.pos) as u64;
+        let n = input.by_ref().take(want).read_to_end(&mut self.buf)?;
+        if n == 0 {
+            self.input = None;
+        }
+        Ok(n > 0)
+    }
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Source {{ offset: {}, buffered: {} }}",
+            self.offset(),
+            self.rest().len()
+        )
+    }
+}
 
 /// Which container format the file is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,8 +120,7 @@ enum State {
 /// ```
 #[derive(Debug)]
 pub struct CaptureReader {
-    data: Vec<u8>,
-    pos: usize,
+    src: Source,
     state: State,
     records: u64,
     done: bool,
@@ -79,72 +135,101 @@ fn magic_hex(data: &[u8]) -> String {
 }
 
 impl CaptureReader {
-    /// Reads the file at `path`.
+    /// Reads the file at `path`, streaming.
     pub fn open(path: impl AsRef<Path>) -> Result<CaptureReader, CaptureError> {
-        CaptureReader::from_bytes(std::fs::read(path)?)
+        CaptureReader::new(std::fs::File::open(path)?)
     }
 
-    /// Reads a capture held in memory. Fails at once if it is neither pcap nor pcapng,
-    /// or if its file header is cut short.
+    /// Reads a capture held in memory.
     pub fn from_bytes(data: Vec<u8>) -> Result<CaptureReader, CaptureError> {
-        let (state, pos) = if data.starts_with(&PCAPNG_SHB) {
-            match parse_sectionheaderblock(&data) {
-                Ok((rem, shb)) => (
-                    State::Pcapng {
-                        big_endian: shb.big_endian(),
-                        interfaces: Vec::new(),
-                    },
-                    data.len() - rem.len(),
-                ),
-                Err(e) if e.is_incomplete() => {
-                    return Err(CaptureError::Truncated {
-                        offset: 0,
-                        records: 0,
-                    });
+        CaptureReader::with_source(Source {
+            buf: data,
+            pos: 0,
+            base: 0,
+            input: None,
+        })
+    }
+
+    /// Reads a capture from any byte stream, a window at a time. Fails at once if it is
+    /// neither pcap nor pcapng, or if its file header is cut short.
+    pub fn new(input: impl Read + Send + 'static) -> Result<CaptureReader, CaptureError> {
+        CaptureReader::with_source(Source {
+            buf: Vec::new(),
+            pos: 0,
+            base: 0,
+            input: Some(Box::new(input)),
+        })
+    }
+
+    fn with_source(mut src: Source) -> Result<CaptureReader, CaptureError> {
+        let truncated = CaptureError::Truncated {
+            offset: 0,
+            records: 0,
+        };
+        let (state, header_len) = loop {
+            let data = src.rest();
+            let incomplete = if data.starts_with(&PCAPNG_SHB) {
+                match parse_sectionheaderblock(data) {
+                    Ok((rem, shb)) => {
+                        let state = State::Pcapng {
+                            big_endian: shb.big_endian(),
+                            interfaces: Vec::new(),
+                        };
+                        break (state, data.len() - rem.len());
+                    }
+                    Err(e) if e.is_incomplete() => true,
+                    Err(_) => {
+                        return Err(CaptureError::Malformed {
+                            offset: 0,
+                            records: 0,
+                            what: "bad pcapng section header",
+                        });
+                    }
                 }
-                Err(_) => {
-                    return Err(CaptureError::Malformed {
-                        offset: 0,
-                        records: 0,
-                        what: "bad pcapng section header",
-                    });
+            } else {
+                match parse_pcap_header(data) {
+                    Ok((rem, h)) => {
+                        let state = State::Pcap {
+                            big_endian: h.is_bigendian(),
+                            nanos: h.is_nanosecond_precision(),
+                            modified: h.is_modified_format(),
+                            // Only the low 16 bits name the link type; the high ones
+                            // carry FCS flags in newer files.
+                            linktype: (h.network.0 as u32) & 0xffff,
+                        };
+                        break (state, data.len() - rem.len());
+                    }
+                    Err(e) if e.is_incomplete() => true,
+                    Err(_) => {
+                        return Err(CaptureError::NotACapture {
+                            magic: magic_hex(data),
+                        });
+                    }
                 }
-            }
-        } else {
-            match parse_pcap_header(&data) {
-                Ok((rem, h)) => (
-                    State::Pcap {
-                        big_endian: h.is_bigendian(),
-                        nanos: h.is_nanosecond_precision(),
-                        modified: h.is_modified_format(),
-                        // Only the low 16 bits name the link type; the high ones
-                        // carry FCS flags in newer files.
-                        linktype: (h.network.0 as u32) & 0xffff,
-                    },
-                    data.len() - rem.len(),
-                ),
-                Err(e) if e.is_incomplete() && data.len() >= 4 => {
-                    return Err(CaptureError::Truncated {
-                        offset: 0,
-                        records: 0,
-                    });
-                }
-                Err(_) => {
-                    return Err(CaptureError::NotACapture {
-                        magic: magic_hex(&data),
-                    });
-                }
+            };
+            debug_assert!(incomplete);
+            if !src.refill()? {
+                let data = src.rest();
+                // Too short to tell: a known magic cut short is a truncated capture.
+                return Err(if data.len() >= 4 {
+                    truncated
+                } else {
+                    CaptureError::NotACapture {
+                        magic: magic_hex(data),
+                    }
+                });
             }
         };
+        src.pos += header_len;
         Ok(CaptureReader {
-            data,
-            pos,
+            src,
             state,
             records: 0,
             done: false,
         })
     }
 
+    /// pcap or pcapng.
     pub fn format(&self) -> CaptureFormat {
         match self.state {
             State::Pcap { .. } => CaptureFormat::Pcap,
@@ -160,7 +245,7 @@ impl CaptureReader {
     /// Ends the iteration with an error; `incomplete`: the data ran out mid-record.
     fn fail<T>(&mut self, incomplete: bool) -> Option<Result<T, CaptureError>> {
         self.done = true;
-        let (offset, records) = (self.pos, self.records);
+        let (offset, records) = (self.src.offset(), self.records);
         Some(Err(if incomplete {
             CaptureError::Truncated { offset, records }
         } else {
@@ -170,6 +255,32 @@ impl CaptureReader {
                 what: "unreadable record or block",
             }
         }))
+    }
+
+    /// Reads more input after the parser ran out of data: `Some` ends the iteration
+    /// (end of file: `None` if nothing was left, else truncated; or an I/O error).
+    fn more(&mut self) -> Option<Option<Result<Frame, CaptureError>>> {
+        if self.src.rest().len() > MAX_RECORD {
+            // A corrupt length field must not make us buffer an endless stream.
+            self.done = true;
+            return Some(Some(Err(CaptureError::Malformed {
+                offset: self.src.offset(),
+                records: self.records,
+                what: "record larger than 256 MiB",
+            })));
+        }
+        match self.src.refill() {
+            Ok(true) => None,
+            Ok(false) if self.src.rest().is_empty() => {
+                self.done = true;
+                Some(None)
+            }
+            Ok(false) => Some(self.fail(true)),
+            Err(e) => {
+                self.done = true;
+                Some(Some(Err(CaptureError::Io(e))))
+            }
+        }
     }
 
     fn next_pcap(&mut self) -> Option<Result<Frame, CaptureError>> {
@@ -182,38 +293,32 @@ impl CaptureReader {
         else {
             return None;
         };
-        let rest = self.data.get(self.pos..).unwrap_or(&[]);
-        if rest.is_empty() {
-            self.done = true;
-            return None;
-        }
-        let parsed = if modified {
-            parse_pcap_frame_modified(rest)
-        } else if big_endian {
-            parse_pcap_frame_be(rest)
-        } else {
-            parse_pcap_frame(rest)
-        };
-        let (rem, b): (&[u8], LegacyPcapBlock) = match parsed {
-            Ok(x) => x,
-            Err(e) => {
-                let incomplete = e.is_incomplete();
-                return self.fail(incomplete);
+        loop {
+            let rest = self.src.rest();
+            let parsed = if modified {
+                parse_pcap_frame_modified(rest)
+            } else if big_endian {
+                parse_pcap_frame_be(rest)
+            } else {
+                parse_pcap_frame(rest)
+            };
+            let incomplete = match parsed {
+                Ok((rem, b)) => {
+                    let consumed = rest.len() - rem.len();
+                    let frame = pcap_frame(&b, nanos, linktype);
+                    self.src.pos += consumed;
+                    self.records += 1;
+                    return Some(Ok(frame));
+                }
+                Err(e) => e.is_incomplete(),
+            };
+            if !incomplete {
+                return self.fail(false);
             }
-        };
-        let frac = u64::from(b.ts_usec);
-        let frac_ns = if nanos {
-            frac
-        } else {
-            frac.saturating_mul(1000)
-        };
-        let ts_ns = u64::from(b.ts_sec)
-            .saturating_mul(NANOS)
-            .saturating_add(frac_ns);
-        let frame = make_frame(linktype, b.data, b.origlen, ts_ns, None);
-        self.pos = self.data.len() - rem.len();
-        self.records += 1;
-        Some(Ok(frame))
+            if let Some(end) = self.more() {
+                return end;
+            }
+        }
     }
 
     fn next_pcapng(&mut self) -> Option<Result<Frame, CaptureError>> {
@@ -225,11 +330,7 @@ impl CaptureReader {
             else {
                 return None;
             };
-            let rest = self.data.get(self.pos..).unwrap_or(&[]);
-            if rest.is_empty() {
-                self.done = true;
-                return None;
-            }
+            let rest = self.src.rest();
             let parsed = if *big_endian {
                 parse_block_be(rest)
             } else {
@@ -238,18 +339,18 @@ impl CaptureReader {
             let (rem, block) = match parsed {
                 Ok(x) => x,
                 Err(e) => {
-                    let incomplete = e.is_incomplete();
-                    return self.fail(incomplete);
+                    if !e.is_incomplete() {
+                        return self.fail(false);
+                    }
+                    if let Some(end) = self.more() {
+                        return end;
+                    }
+                    continue;
                 }
             };
             let consumed = rest.len() - rem.len();
             if consumed == 0 {
-                self.done = true;
-                return Some(Err(CaptureError::Malformed {
-                    offset: self.pos,
-                    records: self.records,
-                    what: "empty block",
-                }));
+                return self.fail(false);
             }
             let frame = match block {
                 Block::SectionHeader(shb) => {
@@ -288,13 +389,26 @@ impl CaptureReader {
                 }
                 _ => None,
             };
-            self.pos += consumed;
+            self.src.pos += consumed;
             if let Some(f) = frame {
                 self.records += 1;
                 return Some(Ok(f));
             }
         }
     }
+}
+
+fn pcap_frame(b: &LegacyPcapBlock, nanos: bool, linktype: u32) -> Frame {
+    let frac = u64::from(b.ts_usec);
+    let frac_ns = if nanos {
+        frac
+    } else {
+        frac.saturating_mul(1000)
+    };
+    let ts_ns = u64::from(b.ts_sec)
+        .saturating_mul(NANOS)
+        .saturating_add(frac_ns);
+    make_frame(linktype, b.data, b.origlen, ts_ns, None)
 }
 
 fn ts_ns(ts: u64, i: &Interface) -> u64 {

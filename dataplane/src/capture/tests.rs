@@ -248,3 +248,69 @@ fn pcapng_timestamp_resolution() {
     assert!(frames[0].is_ethernet());
     assert!(!frames[1].is_ethernet());
 }
+
+/// A reader that hands out at most `step` bytes per call.
+struct Trickle {
+    data: Vec<u8>,
+    at: usize,
+    step: usize,
+}
+
+impl std::io::Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.step.min(buf.len()).min(self.data.len() - self.at);
+        buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn streaming_reads_match_in_memory_reads() {
+    let frame = ipv4_udp_frame();
+    let big = vec![0xab; 300_000];
+    let pcap = pcap_file(
+        true,
+        true,
+        1,
+        &[
+            (1, 2, &frame, 100),
+            (3, 4, &big, 300_000),
+            (5, 6, &frame, 47),
+        ],
+    );
+    for file in [pcap, sample_pcapng()] {
+        let (want, e) = read_all(file.clone());
+        assert!(e.is_none());
+        for step in [1, 7, 4096, 1 << 20] {
+            let t = Trickle {
+                data: file.clone(),
+                at: 0,
+                step,
+            };
+            let got: Vec<Frame> = CaptureReader::new(t).unwrap().map(|f| f.unwrap()).collect();
+            assert_eq!(got, want, "step {step}");
+            // Cut short while streaming: the frames so far, then Truncated.
+            let t = Trickle {
+                data: file[..file.len() - 2].to_vec(),
+                at: 0,
+                step,
+            };
+            let got: Vec<_> = CaptureReader::new(t).unwrap().collect();
+            assert_eq!(got.len(), want.len());
+            assert!(matches!(
+                got.last(),
+                Some(Err(CaptureError::Truncated { .. }))
+            ));
+        }
+    }
+    let t = Trickle {
+        data: b"GET / HTTP/1.1\r\n".to_vec(),
+        at: 0,
+        step: 3,
+    };
+    assert!(matches!(
+        CaptureReader::new(t),
+        Err(CaptureError::NotACapture { .. })
+    ));
+}

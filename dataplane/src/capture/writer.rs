@@ -89,7 +89,8 @@ impl<W: Write> PcapngWriter<W> {
 
     /// Writes the block in `self.buf` (body only) framed by type and total lengths.
     fn emit(&mut self, block_type: u32) -> io::Result<()> {
-        let total = (self.buf.len() + 12) as u32;
+        let total = u32::try_from(self.buf.len() + 12)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pcapng block too large"))?;
         self.out.write_all(&block_type.to_le_bytes())?;
         self.out.write_all(&total.to_le_bytes())?;
         self.out.write_all(&self.buf)?;

@@ -38,6 +38,7 @@ fn ip_at(b: &[u8], off: usize) -> Option<Ipv4Addr> {
     Some(Ipv4Addr::new(s[0], s[1], s[2], s[3]))
 }
 
+/// Parses the ARP packet at `l3`.
 pub fn parse(frame: &[u8], l3: usize) -> Result<ArpInfo, ParseError> {
     let a = frame.get(l3..).unwrap_or(&[]);
     if a.len() < PACKET_LEN {

@@ -42,6 +42,7 @@ fn is_tpid(t: u16) -> bool {
     matches!(t, ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_LEGACY)
 }
 
+/// Parses the Ethernet header and its VLAN tags.
 pub fn parse(frame: &[u8]) -> Result<EthInfo, ParseError> {
     if frame.len() < HEADER_LEN {
         return Err(ParseError::TruncatedEthernet);

@@ -23,6 +23,7 @@ pub const V4_ECHO_REQUEST: u8 = 8;
 pub const V6_ECHO_REQUEST: u8 = 128;
 pub const V6_ECHO_REPLY: u8 = 129;
 
+/// What the ICMP header tells.
 #[derive(Clone, Copy, Debug)]
 pub struct IcmpInfo {
     pub icmp_type: u8,
@@ -39,6 +40,7 @@ pub fn is_echo(icmp_type: u8, v6: bool) -> bool {
     }
 }
 
+/// Parses an ICMP (`v6` false) or ICMPv6 header at the start of `l4`.
 pub fn parse(l4: &[u8], v6: bool) -> Result<IcmpInfo, ParseError> {
     if l4.len() < HEADER_LEN {
         return Err(ParseError::TruncatedIcmp);

@@ -52,9 +52,10 @@ pub(crate) fn parse(frame: &[u8], l3: usize, snapped: bool) -> Result<IpInfo, Pa
     }
     let payload_len = usize::from(be16(h, field::PAYLOAD_LEN).unwrap_or(0));
     let first = h[field::NEXT_HEADER];
-    let total = if payload_len == 0 && first == NH_HOP_BY_HOP {
-        // A jumbogram (RFC 2675), as BIG TCP sends: the real length is in a hop-by-hop
-        // option; the buffer's length is the one that counts.
+    let total = if payload_len == 0 {
+        // A jumbogram (RFC 2675) or a BIG TCP / GSO super-packet captured on the sending
+        // host (Linux drops the jumbo hop-by-hop option before the tap sees it): the
+        // buffer's length is the one that counts, as for IPv4 total length 0.
         h.len()
     } else {
         HEADER_LEN + payload_len

@@ -363,6 +363,11 @@ impl Parsed {
         matches!(self.kind, FrameKind::Ip) && self.ip_version == 6
     }
 
+    /// Length of the IP packet (header and payload) as its header says; 0 for non-IP.
+    pub fn ip_len(&self) -> u32 {
+        self.l3_end.saturating_sub(u32::from(self.l3_offset))
+    }
+
     /// Offset of the IPv4 header checksum.
     pub fn ipv4_checksum_offset(&self) -> Option<usize> {
         self.is_ipv4()

@@ -23,6 +23,7 @@ pub const RST: u8 = 0x04;
 pub const PSH: u8 = 0x08;
 pub const ACK: u8 = 0x10;
 
+/// What the TCP header tells.
 #[derive(Clone, Copy, Debug)]
 pub struct TcpInfo {
     pub src_port: u16,

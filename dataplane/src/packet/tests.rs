@@ -33,6 +33,7 @@ fn ipv4_udp() {
         (14, Some(34), 42)
     );
     assert_eq!(p.l3_end as usize, f.len());
+    assert_eq!(p.ip_len() as usize, f.len() - 14);
     assert_eq!(p.ttl, 64);
     assert_eq!(p.fragment, Fragment::None);
     assert!(!p.truncated);
@@ -418,11 +419,16 @@ fn ipv6_errors() {
         err(&eth(IPV6, &[], &ipv6(60, &pl))),
         ParseError::Ipv6TooManyExtHeaders
     );
-    // Jumbogram: payload length 0 behind a hop-by-hop header.
+    // Jumbogram: payload length 0 behind a hop-by-hop header; and BIG TCP without it.
     let mut j = ipv6(0, &[ext(17, 0), udp(1, 2, &[])].concat());
     j[4] = 0;
     j[5] = 0;
     assert_eq!(parse(&eth(IPV6, &[], &j)).unwrap().fields.dst_port, 2);
+    let mut j = ipv6(17, &udp(1, 2, &[0; 100]));
+    j[4] = 0;
+    j[5] = 0;
+    let p = parse(&eth(IPV6, &[], &j)).unwrap();
+    assert_eq!((p.fields.dst_port, p.l3_end as usize), (2, 14 + j.len()));
 }
 
 #[test]
@@ -501,6 +507,68 @@ fn prefixes_and_corruptions_never_panic() {
                 let mut g = f.clone();
                 g[i] = v;
                 let _ = parse(&g);
+            }
+        }
+    }
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn seeds() -> Vec<Vec<u8>> {
+        vec![
+            ipv4_udp_frame(),
+            eth(
+                IPV4,
+                &[(0x8100, 7)],
+                &ipv4_full(
+                    6,
+                    [1; 4],
+                    [2; 4],
+                    &[1; 4],
+                    0x2000,
+                    &tcp(1, 2, 2, &[1; 4], b"x"),
+                ),
+            ),
+            eth(
+                IPV6,
+                &[(0x88a8, 1), (0x8100, 2)],
+                &ipv6(
+                    0,
+                    &[ext(44, 0), frag(6, 0, true), tcp(1, 2, 2, &[1; 8], b"abc")].concat(),
+                ),
+            ),
+            eth(IPV6, &[], &ipv6(58, &icmp(128, 0, &[0, 1, 0, 1]))),
+            eth(IPV4, &[], &ipv4(1, &icmp(0, 0, &[0, 1, 0, 1]))),
+        ]
+    }
+
+    proptest! {
+        /// Valid frames with random bytes overwritten and a random length: parse or err,
+        /// never panic, and every offset of a successful parse is in bounds.
+        #[test]
+        fn mutated_frames(seed in 0usize..5, edits in prop::collection::vec((any::<u16>(), any::<u8>()), 0..6), cut in any::<u16>(), orig_extra in 0u32..100) {
+            let mut f = seeds()[seed].clone();
+            for (at, v) in edits {
+                let i = usize::from(at) % f.len();
+                f[i] = v;
+            }
+            let n = usize::from(cut) % (f.len() + 1);
+            let f = &f[..n];
+            if let Ok(p) = parse(f) {
+                check_invariants(f, &p);
+                prop_assert!(!p.truncated);
+            }
+            if let Ok(p) = parse_captured(f, n as u32 + orig_extra) {
+                check_invariants(f, &p);
+            }
+        }
+
+        #[test]
+        fn random_bytes(f in prop::collection::vec(any::<u8>(), 0..128)) {
+            if let Ok(p) = parse(&f) {
+                check_invariants(&f, &p);
             }
         }
     }

@@ -102,3 +102,49 @@ pub fn icmp(icmp_type: u8, code: u8, rest: &[u8]) -> Vec<u8> {
 pub fn ipv4_udp_frame() -> Vec<u8> {
     eth(0x0800, &[], &ipv4(17, &udp(1234, 53, b"hello")))
 }
+
+/// Checks what every successful parse promises about its offsets; panics with the
+/// frame's hex when one is broken. Used by property tests and the fuzz targets.
+pub fn check_invariants(frame: &[u8], p: &super::Parsed) {
+    let bad = |what: &str| -> ! {
+        let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+        panic!("{what}: {p:?} for frame {hex}")
+    };
+    let len = frame.len();
+    if p.l3_offset as usize > len {
+        bad("l3_offset beyond the frame");
+    }
+    if (p.payload_offset as usize) > len.max(p.l3_end as usize) {
+        bad("payload_offset beyond the packet");
+    }
+    let l4_bad = |l4: u16| l4 as usize > len || p.payload_offset < l4 || l4 < p.l3_offset;
+    if p.l4_offset.is_some_and(l4_bad) {
+        bad("l4_offset out of order");
+    }
+    for (off, n) in [p.src_ip_offset(), p.dst_ip_offset()].into_iter().flatten() {
+        if off + n > len {
+            bad("IP address beyond the frame");
+        }
+    }
+    if p.port_offsets()
+        .is_some_and(|(s, d)| s + 2 > len || d + 2 > len)
+    {
+        bad("ports beyond the frame");
+    }
+    if p.l4_checksum_offset().is_some_and(|c| c + 2 > len) {
+        bad("L4 checksum beyond the frame");
+    }
+    if p.ipv4_checksum_offset().is_some_and(|c| c + 2 > len) {
+        bad("IPv4 checksum beyond the frame");
+    }
+    if p.is_ipv4() || p.is_ipv6() {
+        if !p.truncated && p.l3_end as usize > len {
+            bad("IP packet beyond an untruncated frame");
+        }
+        if p.fragment == super::Fragment::NonFirst
+            && (p.l4_offset.is_some() || p.fields.src_port != 0 || p.fields.dst_port != 0)
+        {
+            bad("non-first fragment with an L4 header");
+        }
+    }
+}

@@ -13,12 +13,14 @@ pub mod field {
     pub const CHECKSUM: usize = 6;
 }
 
+/// What the UDP header tells.
 #[derive(Clone, Copy, Debug)]
 pub struct UdpInfo {
     pub src_port: u16,
     pub dst_port: u16,
 }
 
+/// Parses a UDP header at the start of `l4` (bounded by the IP packet and the frame).
 pub fn parse(l4: &[u8]) -> Result<UdpInfo, ParseError> {
     if l4.len() < HEADER_LEN {
         return Err(ParseError::TruncatedUdp);
