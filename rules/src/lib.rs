@@ -1,5 +1,6 @@
 //! `strata-rules`: the policy side of Strata, with no I/O.
 //!
+//! - [`maglev`]: Maglev consistent hashing, the load balancer's choice of backend.
 //! - [`model`]: the object model of DESIGN §2 (ports, layers, groups, rules, conditions,
 //!   actions, defaults).
 //! - [`reference`]: the reference evaluator, the executable spec of DESIGN §2. Slow and
@@ -8,6 +9,7 @@
 //! - [`policy`]: the TOML policy file (networks, endpoints, HNS-style policies, custom
 //!   layers), its validation and its compilation into a [`model::Policy`].
 
+pub mod maglev;
 pub mod model;
 pub mod policy;
 pub mod reference;
