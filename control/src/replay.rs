@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use strata_dataplane::capture::{CaptureError, CaptureReader, Frame, PcapngWriter};
 use strata_dataplane::packet::parse_captured;
-use strata_dataplane::switch::{FrameInfo, PortId, Switch, Verdict};
+use strata_dataplane::switch::{Answer, FrameInfo, PortId, Switch, Verdict};
 use strata_dataplane::{DropReason, packet};
 use strata_rules::model::Mac;
 
@@ -246,9 +246,9 @@ pub fn replay(
         if let (Some(w), Some(e)) = (out.pcapng.as_mut(), v.egress) {
             let comment = record.path();
             let iface = w.interface(sw.port_name(e));
-            let (data, orig_len): (&[u8], u32) = match &v.arp_reply {
-                Some(reply) => (reply, reply.len() as u32),
-                None => (&frame.data, frame.orig_len),
+            let (data, orig_len): (&[u8], u32) = match &v.answer {
+                Some(Answer::Arp(reply)) => (reply, reply.len() as u32),
+                _ => (&frame.data, frame.orig_len),
             };
             w.write(iface, frame.ts_ns, data, orig_len, Some(&comment))
                 .map_err(|err| ReplayError::Output {

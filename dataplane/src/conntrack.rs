@@ -3,7 +3,10 @@
 //!
 //! Connections live in a slab addressed by [`ConnRef`] (slot + serial, so a stale
 //! reference from a flow-table entry is detected, never misapplied) and are indexed by
-//! their originating direction and [`ConnKey`]. Timeouts and the TCP state machine are the
+//! their originating direction and [`ConnKey`] twice: as the first packet entered the
+//! port (`entry_key`: later packets of the same direction) and as it left it after the
+//! layers' transpositions (`exit_key`: replies arrive as its reverse). A removed
+//! connection's NAT binding is queued in `released` for the owner of the NAT pools. Timeouts and the TCP state machine are the
 //! reference evaluator's (`strata_rules::reference`), so both age connections alike.
 
 use ahash::RandomState;
@@ -19,14 +22,31 @@ pub struct ConnRef {
     serial: u32,
 }
 
+/// State a connection holds on to so that all its packets are translated alike.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bindings {
+    /// The NAT port allocated by a SNAT layer: (external IP, protocol, port).
+    pub snat: Option<(std::net::IpAddr, u8, u16)>,
+    /// The backend a load-balancing layer chose: (layer, backend index).
+    pub backend: Option<(u16, u16)>,
+}
+
 /// One recorded connection.
 #[derive(Clone, Debug)]
 pub struct Connection {
+    /// The first packet's key where it entered the port.
     pub key: ConnKey,
+    /// Its key where it left the port, after the layers' transpositions.
+    pub exit_key: ConnKey,
     pub orig_dir: Direction,
+    /// The rewrite of the connection's own direction, and of its replies.
+    pub rewrite: crate::transpose::Transposition,
+    pub reply_rewrite: crate::transpose::Transposition,
+    pub bindings: Bindings,
     /// The headers that opened (or last re-validated) it: re-evaluated when the policy
     /// changes.
     pub orig_fields: Fields,
+    pub orig_icmp_id: Option<u16>,
     pub tcp: TcpState,
     pub last_seen: u64,
     /// The port generation under which it was last validated.
@@ -47,6 +67,9 @@ struct Slot {
 /// The connection table of one port, bounded by `capacity`.
 pub struct ConnTable {
     index: HashMap<(Direction, ConnKey), ConnRef, RandomState>,
+    by_exit: HashMap<(Direction, ConnKey), ConnRef, RandomState>,
+    /// Bindings of removed connections, for the NAT pools' owner to free.
+    pub released: Vec<Bindings>,
     slots: Vec<Slot>,
     free: Vec<u32>,
     capacity: usize,
@@ -60,6 +83,8 @@ impl ConnTable {
     pub fn new(capacity: usize) -> ConnTable {
         ConnTable {
             index: HashMap::with_capacity_and_hasher(capacity.min(1 << 16), RandomState::new()),
+            by_exit: HashMap::with_capacity_and_hasher(capacity.min(1 << 16), RandomState::new()),
+            released: Vec::new(),
             slots: Vec::new(),
             free: Vec::new(),
             capacity,
@@ -99,6 +124,13 @@ impl ConnTable {
         self.live(r, now).map(|_| r)
     }
 
+    /// Finds the live connection whose replies look like `reply_key` arriving in
+    /// `reply_dir`.
+    pub fn lookup_reply(&mut self, reply_dir: Direction, reply_key: ConnKey, now: u64) -> Option<ConnRef> {
+        let r = *self.by_exit.get(&(reply_dir.reverse(), reply_key.reverse()))?;
+        self.live(r, now).map(|_| r)
+    }
+
     /// Records a new connection. When full, expired connections are swept first.
     pub fn insert(&mut self, conn: Connection, now: u64) -> Result<ConnRef, Full> {
         if self.index.len() >= self.capacity {
@@ -108,6 +140,7 @@ impl ConnTable {
             }
         }
         let idx = (conn.orig_dir, conn.key);
+        let exit = (conn.orig_dir, conn.exit_key);
         let r = match self.free.pop() {
             Some(slot) => {
                 let s = &mut self.slots[slot as usize];
@@ -128,26 +161,35 @@ impl ConnTable {
             }
         };
         if let Some(old) = self.index.insert(idx, r) {
-            self.free_slot(old);
+            self.remove(old);
+            self.index.insert(idx, r);
+        }
+        if let Some(old) = self.by_exit.insert(exit, r) {
+            if old != r {
+                self.remove(old);
+                self.by_exit.insert(exit, r);
+            }
         }
         Ok(r)
     }
 
-    fn free_slot(&mut self, r: ConnRef) {
+    pub fn remove(&mut self, r: ConnRef) {
+        let Some(c) = self.get(r) else { return };
+        let (idx, exit, bindings) = ((c.orig_dir, c.key), (c.orig_dir, c.exit_key), c.bindings);
+        if self.index.get(&idx) == Some(&r) {
+            self.index.remove(&idx);
+        }
+        if self.by_exit.get(&exit) == Some(&r) {
+            self.by_exit.remove(&exit);
+        }
         if let Some(s) = self.slots.get_mut(r.slot as usize) {
             if s.serial == r.serial && s.conn.take().is_some() {
                 self.free.push(r.slot);
             }
         }
-    }
-
-    pub fn remove(&mut self, r: ConnRef) {
-        let Some(c) = self.get(r) else { return };
-        let idx = (c.orig_dir, c.key);
-        if self.index.get(&idx) == Some(&r) {
-            self.index.remove(&idx);
+        if bindings != Bindings::default() {
+            self.released.push(bindings);
         }
-        self.free_slot(r);
     }
 
     /// Updates the clock and TCP state of a live connection for a packet with `flags`;

@@ -18,6 +18,8 @@ pub struct PacketMeta {
     /// ICMP echo identifier, for echo requests and replies.
     pub icmp_id: Option<u16>,
     pub tcp_flags: u8,
+    /// The IP packet's length (header and payload), for MTU checks.
+    pub ip_len: u32,
 }
 
 impl PacketMeta {

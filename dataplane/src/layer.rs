@@ -2,6 +2,7 @@
 //! of `strata_rules::reference::evaluate_layer` but each group's best rule selected by a
 //! compiled matcher instead of a linear scan.
 
+use strata_rules::maglev::Maglev;
 use strata_rules::model::{Action, Direction, Fields, Layer};
 use strata_rules::reference::{self as spec, DecidedBy};
 
@@ -25,6 +26,8 @@ enum GroupMatcher {
 pub struct CompiledLayer {
     pub layer: Layer,
     matchers: Vec<GroupMatcher>,
+    /// Consistent-hash tables of load-balancing rules, by (group, rule).
+    maglev: Vec<Vec<Option<Maglev>>>,
 }
 
 /// One layer's outcome.
@@ -37,7 +40,32 @@ pub struct LayerOutcome<'a> {
 impl CompiledLayer {
     pub fn compile(layer: Layer) -> CompiledLayer {
         let matchers = layer.groups.iter().map(|_| GroupMatcher::Linear).collect();
-        CompiledLayer { layer, matchers }
+        let maglev = layer
+            .groups
+            .iter()
+            .map(|g| {
+                g.rules
+                    .iter()
+                    .map(|r| match &r.action {
+                        Action::LoadBalance(lb) => Some(Maglev::new(&lb.backends)),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect();
+        CompiledLayer {
+            layer,
+            matchers,
+            maglev,
+        }
+    }
+
+    /// The consistent-hash table of a load-balancing rule.
+    pub fn maglev(&self, by: DecidedBy) -> Option<&Maglev> {
+        match by {
+            DecidedBy::Rule { group, rule } => self.maglev.get(group)?.get(rule)?.as_ref(),
+            DecidedBy::Default { .. } => None,
+        }
     }
 
     fn best(&self, group: usize, f: &Fields) -> Option<usize> {
@@ -64,7 +92,7 @@ impl CompiledLayer {
             return LayerOutcome {
                 action: &r.action,
                 by: DecidedBy::Rule { group, rule },
-                stateful: r.stateful,
+                stateful: r.stateful || r.action.is_transposition(),
             };
         }
         let d = self.layer.defaults.for_direction(dir);

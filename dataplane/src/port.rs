@@ -5,15 +5,40 @@
 //! two agree; the fast path answers only when the cached entry provably gives the same
 //! answer (same fields, same generation, its connection still alive).
 
-use smallvec::SmallVec;
-use strata_rules::model::{Direction, Fields, Port, proto};
-use strata_rules::reference::{DecidedBy, tcp_flags, tcp_initial};
+use std::collections::HashMap;
+use std::net::IpAddr;
 
-use crate::conntrack::{ConnTable, Connection};
+use ahash::RandomState;
+use smallvec::SmallVec;
+use strata_rules::maglev::flow_hash;
+use strata_rules::model::{Action, Direction, Fields, Port, proto};
+use strata_rules::reference::{DecidedBy, conn_key, tcp_flags, tcp_initial};
+
+use crate::conntrack::{Bindings, ConnRef, ConnTable, Connection};
+use crate::nat::NatPools;
+use crate::transpose::Transposition;
 use crate::drop::DropReason;
 use crate::flow::{FlowKey, PacketMeta};
 use crate::layer::{CompiledLayer, Decision};
 use crate::uft::{CachedAction, FlowEntry, FlowTable};
+
+/// The host's NAT state, shared by every port: the port pools of each external address,
+/// and which port's connection owns each allocated binding (so the switch can deliver
+/// replies that arrive on the uplink).
+#[derive(Default)]
+pub struct NatState {
+    pub pools: NatPools,
+    pub owners: HashMap<(IpAddr, u8, u16), (usize, ConnRef), RandomState>,
+}
+
+impl NatState {
+    fn release(&mut self, b: &Bindings) {
+        if let Some((ip, p, port)) = b.snat {
+            self.pools.free(ip, p, port);
+            self.owners.remove(&(ip, p, port));
+        }
+    }
+}
 
 /// Table sizes of a port.
 #[derive(Clone, Copy, Debug)]
@@ -59,13 +84,71 @@ pub struct Traversal {
     /// The blocking decision, or for an allow the last layer evaluated; `None` for a
     /// connection's reply.
     pub decided: Option<Decision>,
+    /// What the port's layers rewrite in the packet (identity for most flows).
+    pub rewrite: Transposition,
+}
+
+impl Traversal {
+    fn allow(decided: Option<Decision>, rewrite: Transposition) -> Traversal {
+        Traversal {
+            drop: None,
+            decided,
+            rewrite,
+        }
+    }
+    fn drop(reason: DropReason, decided: Option<Decision>) -> Traversal {
+        Traversal {
+            drop: Some(reason),
+            decided,
+            rewrite: Transposition::NONE,
+        }
+    }
 }
 
 struct Evaluation {
     allowed: bool,
     stateful: bool,
+    /// A drop that is not a layer's decision (NAT ports exhausted).
+    failed: Option<DropReason>,
     decided: Option<Decision>,
     hits: SmallVec<[Decision; 4]>,
+    rewrite: Transposition,
+    /// The packet as it leaves the port.
+    out: Fields,
+    out_icmp_id: Option<u16>,
+    /// What this evaluation allocated or reused.
+    bindings: Bindings,
+    /// Whether `bindings.snat` was newly allocated (to be released if unused).
+    fresh_snat: bool,
+}
+
+/// The rewrite that turns a reply of a connection (entered as `entry`, left as `exit`)
+/// back into the reverse of `entry`.
+fn reply_rewrite(entry: &Fields, entry_id: Option<u16>, exit: &Fields, exit_id: Option<u16>) -> Transposition {
+    let mut t = Transposition::NONE;
+    if entry.src_ip != exit.src_ip {
+        t.dst_ip = Some(entry.src_ip);
+    }
+    if entry.dst_ip != exit.dst_ip {
+        t.src_ip = Some(entry.dst_ip);
+    }
+    if proto::has_ports(entry.protocol) {
+        if entry.src_port != exit.src_port {
+            t.dst_port = Some(entry.src_port);
+        }
+        if entry.dst_port != exit.dst_port {
+            t.src_port = Some(entry.dst_port);
+        }
+    } else if entry_id != exit_id {
+        t.src_port = entry_id;
+    }
+    if entry.src_mac != exit.src_mac {
+        t.dst_mac = Some(entry.src_mac);
+    }
+    if entry.dst_mac != exit.dst_mac {
+        t.src_mac = Some(entry.dst_mac);
+    }
+    t
 }
 
 /// A port with its compiled layers and state.
@@ -124,12 +207,28 @@ impl PortPipeline {
         &self.layers
     }
 
-    fn evaluate(&self, dir: Direction, f: &Fields) -> Evaluation {
+    /// Runs the layers in `dir` order. Transpositions change what later layers see; a
+    /// SNAT allocates a port from `nat` unless `reuse` holds the connection's binding
+    /// (re-validation passes no `nat` and allocates nothing).
+    fn evaluate(
+        &self,
+        dir: Direction,
+        f: &Fields,
+        icmp_id: Option<u16>,
+        mut nat: Option<&mut NatState>,
+        reuse: Option<Bindings>,
+    ) -> Evaluation {
         let mut ev = Evaluation {
             allowed: true,
             stateful: false,
+            failed: None,
             decided: None,
             hits: SmallVec::new(),
+            rewrite: Transposition::NONE,
+            out: *f,
+            out_icmp_id: icmp_id,
+            bindings: reuse.unwrap_or_default(),
+            fresh_snat: false,
         };
         let n = self.layers.len();
         for step in 0..n {
@@ -137,7 +236,8 @@ impl PortPipeline {
                 Direction::Out => step,
                 Direction::In => n - 1 - step,
             };
-            let o = self.layers[li].evaluate(dir, f);
+            let layer = &self.layers[li];
+            let o = layer.evaluate(dir, &ev.out);
             let d = Decision {
                 layer: li as u16,
                 dir,
@@ -145,14 +245,82 @@ impl PortPipeline {
             };
             ev.hits.push(d);
             ev.decided = Some(d);
-            if o.action.is_block() {
-                ev.allowed = false;
-                ev.stateful = false;
-                return ev;
+            let mut t = Transposition::NONE;
+            match o.action {
+                Action::Block => {
+                    ev.allowed = false;
+                    ev.stateful = false;
+                    return ev;
+                }
+                Action::Allow => {}
+                Action::Snat { ip, ports } => {
+                    t.src_ip = Some(*ip);
+                    let key = conn_key(&ev.out, ev.out_icmp_id);
+                    if let Some(k) = key {
+                        let port = match ev.bindings.snat {
+                            Some((bip, bp, port)) if bip == *ip && bp == k.protocol => Some(port),
+                            _ => nat.as_deref_mut().and_then(|nat| {
+                                nat.pools.allocate(*ip, k.protocol, *ports, k.src_port)
+                            }),
+                        };
+                        match port {
+                            Some(port) => {
+                                if ev.bindings.snat != Some((*ip, k.protocol, port)) {
+                                    ev.bindings.snat = Some((*ip, k.protocol, port));
+                                    ev.fresh_snat = true;
+                                }
+                                t.src_port = Some(port);
+                            }
+                            None if nat.is_some() => {
+                                ev.allowed = false;
+                                ev.failed = Some(DropReason::NatPortsExhausted);
+                                return ev;
+                            }
+                            // Re-validation without a pool: the connection keeps its ports.
+                            None => {}
+                        }
+                    }
+                }
+                Action::Dnat { ip, port } => {
+                    t.dst_ip = Some(*ip);
+                    t.dst_port = *port;
+                }
+                Action::LoadBalance(lb) => {
+                    let chosen = match ev.bindings.backend {
+                        Some((l, b)) if l == li as u16 => Some(b as usize),
+                        _ => layer
+                            .maglev(o.by)
+                            .and_then(|m| m.lookup(flow_hash(&ev.out, lb.distribution))),
+                    };
+                    if let Some(b) = chosen.and_then(|i| lb.backends.get(i).map(|b| (i, b))) {
+                        ev.bindings.backend = Some((li as u16, b.0 as u16));
+                        t.dst_ip = Some(b.1.ip);
+                        if b.1.port != 0 {
+                            t.dst_port = Some(b.1.port);
+                        }
+                    }
+                }
+                Action::SetMac { src, dst } => {
+                    t.src_mac = *src;
+                    t.dst_mac = *dst;
+                }
+            }
+            if !t.is_identity() {
+                let (out, id) = t.apply_fields(&ev.out, ev.out_icmp_id);
+                ev.out = out;
+                ev.out_icmp_id = id;
+                ev.rewrite = ev.rewrite.then(&t);
             }
             ev.stateful |= o.stateful;
         }
         ev
+    }
+
+    /// Frees the NAT ports of connections the table removed.
+    fn release(&mut self, nat: &mut NatState) {
+        for b in self.conns.released.drain(..) {
+            nat.release(&b);
+        }
     }
 
     fn count_hits(&mut self, hits: &[Decision]) {
@@ -190,52 +358,42 @@ impl PortPipeline {
         t
     }
 
-    /// Runs one packet through this port in `dir` at packet time `now`.
-    pub fn traverse(&mut self, dir: Direction, m: &PacketMeta, now: u64) -> Traversal {
-        let fk = FlowKey::of(dir, m);
-        if let Some(t) = self.fast_path(&fk, dir, m, now) {
-            self.counters.fast_path += 1;
-            return self.count(dir, t);
-        }
-        self.counters.slow_path += 1;
-        let t = self.slow_path(fk, dir, m, now);
-        self.count(dir, t)
-    }
-
-    fn fast_path(
+    /// Runs one packet through this port (the switch's port number `me`) in `dir` at
+    /// packet time `now`.
+    pub fn traverse(
         &mut self,
-        fk: &FlowKey,
+        me: usize,
         dir: Direction,
         m: &PacketMeta,
         now: u64,
-    ) -> Option<Traversal> {
+        nat: &mut NatState,
+    ) -> Traversal {
+        let fk = FlowKey::of(dir, m);
+        let t = match self.fast_path(&fk, m, now) {
+            Some(t) => {
+                self.counters.fast_path += 1;
+                t
+            }
+            None => {
+                self.counters.slow_path += 1;
+                self.slow_path(me, fk, dir, m, now, nat)
+            }
+        };
+        if !self.conns.released.is_empty() {
+            self.release(nat);
+        }
+        self.count(dir, t)
+    }
+
+    fn fast_path(&mut self, fk: &FlowKey, m: &PacketMeta, now: u64) -> Option<Traversal> {
         let now_gen = self.generation;
         let e = self.flows.get(fk, &m.fields, now_gen)?;
         let (t, conn, from_orig) = match e.action {
-            CachedAction::Reply(c) => (
-                Traversal {
-                    drop: None,
-                    decided: None,
-                },
-                Some(c),
-                false,
-            ),
-            CachedAction::Allow { conn, decided } => (
-                Traversal {
-                    drop: None,
-                    decided,
-                },
-                conn,
-                true,
-            ),
-            CachedAction::Drop { reason, decided } => (
-                Traversal {
-                    drop: Some(reason),
-                    decided,
-                },
-                None,
-                true,
-            ),
+            CachedAction::Reply(c) => (Traversal::allow(None, e.rewrite), Some(c), false),
+            CachedAction::Allow { conn, decided } => {
+                (Traversal::allow(decided, e.rewrite), conn, true)
+            }
+            CachedAction::Drop { reason, decided } => (Traversal::drop(reason, decided), None, true),
         };
         let hits = e.hits.clone();
         if let Some(c) = conn {
@@ -248,29 +406,44 @@ impl PortPipeline {
             }
             self.conns.touch(c, m.tcp_flags, from_orig, now);
         }
-        let _ = dir;
         self.count_hits(&hits);
         Some(t)
     }
 
-    fn slow_path(&mut self, fk: FlowKey, dir: Direction, m: &PacketMeta, now: u64) -> Traversal {
+    fn slow_path(
+        &mut self,
+        me: usize,
+        fk: FlowKey,
+        dir: Direction,
+        m: &PacketMeta,
+        now: u64,
+        nat: &mut NatState,
+    ) -> Traversal {
         let now_gen = self.generation;
         let key = m.conn_key();
-        // A reply of a recorded connection passes without evaluation, once the connection
-        // is known to hold under the current policy.
+        // A reply of a recorded connection passes without evaluation and is
+        // reverse-translated, once the connection is known to hold under this policy.
         if let Some(k) = key {
-            if let Some(c) = self.conns.lookup(dir.reverse(), k.reverse(), now) {
-                let (cgen, odir, ofields) = match self.conns.get(c) {
-                    Some(conn) => (conn.generation, conn.orig_dir, conn.orig_fields),
-                    None => (0, dir, m.fields),
+            if let Some(c) = self.conns.lookup_reply(dir, k, now) {
+                let (cgen, odir, ofields, oid, bindings) = match self.conns.get(c) {
+                    Some(conn) => (
+                        conn.generation,
+                        conn.orig_dir,
+                        conn.orig_fields,
+                        conn.orig_icmp_id,
+                        conn.bindings,
+                    ),
+                    None => (0, dir, m.fields, None, Bindings::default()),
                 };
                 let holds = cgen == now_gen || {
-                    let e = self.evaluate(odir, &ofields);
+                    let e = self.evaluate(odir, &ofields, oid, None, Some(bindings));
                     e.allowed && e.stateful
                 };
                 if holds {
+                    let mut rewrite = Transposition::NONE;
                     if let Some(conn) = self.conns.live(c, now) {
                         conn.generation = now_gen;
+                        rewrite = conn.reply_rewrite;
                     }
                     self.conns.touch(c, m.tcp_flags, false, now);
                     self.flows.insert(
@@ -279,107 +452,145 @@ impl PortPipeline {
                             fields: m.fields,
                             generation: now_gen,
                             action: CachedAction::Reply(c),
+                            rewrite,
                             hits: SmallVec::new(),
                         },
                     );
-                    return Traversal {
-                        drop: None,
-                        decided: None,
-                    };
+                    return Traversal::allow(None, rewrite);
                 }
                 self.conns.remove(c);
             }
         }
-        let ev = self.evaluate(dir, &m.fields);
-        self.count_hits(&ev.hits);
         let existing = key.and_then(|k| self.conns.lookup(dir, k, now));
+        let reuse = existing.and_then(|c| self.conns.get(c)).map(|c| c.bindings);
+        let ev = self.evaluate(dir, &m.fields, m.icmp_id, Some(nat), reuse);
+        self.count_hits(&ev.hits);
+        let release_fresh = |nat: &mut NatState, ev: &Evaluation| {
+            if ev.fresh_snat {
+                nat.release(&Bindings {
+                    snat: ev.bindings.snat,
+                    backend: None,
+                });
+            }
+        };
+        if let Some(reason) = ev.failed {
+            return Traversal::drop(reason, ev.decided);
+        }
         let drop_reason = |ev: &Evaluation| match ev.decided.map(|d| d.by) {
             Some(DecidedBy::Default { .. }) => DropReason::AclDefault,
             _ => DropReason::Acl,
         };
-        let action = match (ev.allowed && ev.stateful, existing, key) {
+        let (action, rewrite) = match (ev.allowed && ev.stateful, existing, key) {
             (true, Some(c), _) => {
+                let mut rewrite = ev.rewrite;
                 if let Some(conn) = self.conns.live(c, now) {
                     conn.generation = now_gen;
                     conn.orig_fields = m.fields;
+                    conn.orig_icmp_id = m.icmp_id;
+                    // The connection keeps the translation it started with.
+                    rewrite = conn.rewrite;
+                    if ev.fresh_snat && conn.bindings.snat != ev.bindings.snat {
+                        release_fresh(nat, &ev);
+                    }
                 }
                 self.conns.touch(c, m.tcp_flags, true, now);
-                CachedAction::Allow {
-                    conn: Some(c),
-                    decided: ev.decided,
-                }
+                (
+                    CachedAction::Allow {
+                        conn: Some(c),
+                        decided: ev.decided,
+                    },
+                    rewrite,
+                )
             }
             (true, None, Some(k)) => {
                 if m.fields.protocol == proto::TCP && m.tcp_flags & tcp_flags::RST != 0 {
                     // A RST opens nothing; don't cache, so the next packet may open it.
-                    return Traversal {
-                        drop: None,
-                        decided: ev.decided,
-                    };
+                    release_fresh(nat, &ev);
+                    return Traversal::allow(ev.decided, ev.rewrite);
                 }
+                let exit_key = conn_key(&ev.out, ev.out_icmp_id).unwrap_or(k);
                 let conn = Connection {
                     key: k,
+                    exit_key,
                     orig_dir: dir,
+                    rewrite: ev.rewrite,
+                    reply_rewrite: reply_rewrite(&m.fields, m.icmp_id, &ev.out, ev.out_icmp_id),
+                    bindings: ev.bindings,
                     orig_fields: m.fields,
+                    orig_icmp_id: m.icmp_id,
                     tcp: tcp_initial(m.tcp_flags),
                     last_seen: now,
                     generation: now_gen,
                 };
                 match self.conns.insert(conn, now) {
                     Ok(c) => {
+                        if let Some(b) = ev.bindings.snat {
+                            nat.owners.insert(b, (me, c));
+                        }
                         // A flow cached before this connection existed must now be seen
                         // as its reply.
-                        self.flows.remove(&FlowKey::reply_of(dir, &k));
-                        CachedAction::Allow {
-                            conn: Some(c),
-                            decided: ev.decided,
-                        }
+                        self.flows.remove(&FlowKey::reply_of(dir, &exit_key));
+                        (
+                            CachedAction::Allow {
+                                conn: Some(c),
+                                decided: ev.decided,
+                            },
+                            ev.rewrite,
+                        )
                     }
                     Err(_) => {
-                        return Traversal {
-                            drop: Some(DropReason::FlowTableFull),
-                            decided: ev.decided,
-                        };
+                        release_fresh(nat, &ev);
+                        return Traversal::drop(DropReason::FlowTableFull, ev.decided);
                     }
                 }
             }
             (false, Some(c), _) => {
                 // The policy no longer allows this connection statefully: cut it.
                 self.conns.remove(c);
+                release_fresh(nat, &ev);
                 if ev.allowed {
-                    CachedAction::Allow {
-                        conn: None,
-                        decided: ev.decided,
-                    }
+                    (
+                        CachedAction::Allow {
+                            conn: None,
+                            decided: ev.decided,
+                        },
+                        ev.rewrite,
+                    )
                 } else {
-                    CachedAction::Drop {
-                        reason: drop_reason(&ev),
-                        decided: ev.decided,
-                    }
+                    (
+                        CachedAction::Drop {
+                            reason: drop_reason(&ev),
+                            decided: ev.decided,
+                        },
+                        Transposition::NONE,
+                    )
                 }
             }
-            _ if ev.allowed => CachedAction::Allow {
-                conn: None,
-                decided: ev.decided,
-            },
-            _ => CachedAction::Drop {
-                reason: drop_reason(&ev),
-                decided: ev.decided,
-            },
+            _ => {
+                release_fresh(nat, &ev);
+                if ev.allowed {
+                    (
+                        CachedAction::Allow {
+                            conn: None,
+                            decided: ev.decided,
+                        },
+                        ev.rewrite,
+                    )
+                } else {
+                    (
+                        CachedAction::Drop {
+                            reason: drop_reason(&ev),
+                            decided: ev.decided,
+                        },
+                        Transposition::NONE,
+                    )
+                }
+            }
         };
         let t = match &action {
-            CachedAction::Drop { reason, decided } => Traversal {
-                drop: Some(*reason),
-                decided: *decided,
-            },
-            CachedAction::Allow { decided, .. } => Traversal {
-                drop: None,
-                decided: *decided,
-            },
-            CachedAction::Reply(_) => Traversal {
-                drop: None,
-                decided: None,
-            },
+            CachedAction::Drop { reason, decided } => Traversal::drop(*reason, *decided),
+            CachedAction::Allow { decided, .. } => Traversal::allow(*decided, rewrite),
+            CachedAction::Reply(_) => Traversal::allow(None, rewrite),
         };
         self.flows.insert(
             fk,
@@ -387,6 +598,7 @@ impl PortPipeline {
                 fields: m.fields,
                 generation: now_gen,
                 action,
+                rewrite,
                 hits: ev.hits,
             },
         );

@@ -1,22 +1,34 @@
 //! The switch: endpoint ports and the uplink, the MAC/IP table, and the paths of
-//! DESIGN §2 — sender's layers outbound, then receiver's layers inbound; traffic from
-//! the uplink crosses only the receiver's layers. ARP for known addresses is answered
-//! by the switch itself (proxy ARP, as VFP does), so no ARP floods cross ports.
+//! DESIGN §2 — the sender's layers outbound, delivery, the receiver's layers inbound;
+//! traffic from the uplink crosses only the receiver's layers.
 //!
-//! Each frame has at most one output port: broadcast and multicast IP from an endpoint
-//! goes to the uplink; flooding is not modelled.
+//! Delivery is where the network drivers of DESIGN §1 differ:
+//! - an endpoint reached by its MAC is bridged; one reached by IP (through the gateway)
+//!   is routed: the destination MAC becomes the endpoint's, the source the host's;
+//! - `nat`: replies to SNATed connections and port mappings arrive at a host address and
+//!   are delivered to the endpoint that owns the binding (also from another endpoint:
+//!   hairpin); traffic to the outside leaves with the host's MAC;
+//! - `l2bridge`: the container MAC becomes the host MAC on egress, and back by IP on ingress;
+//! - `l2tunnel`: everything an endpoint sends goes to the uplink, where policy applies;
+//! - `overlay`: customer addresses of remote routes are VXLAN-encapsulated to the remote
+//!   host's provider address; VXLAN from the uplink is decapsulated, its VNI checked;
+//! - a network's VLAN is pushed on the uplink and must match (and is popped) on ingress.
+//!
+//! ARP for known addresses is answered by the switch itself (proxy ARP, as VFP does).
+//! Each frame has at most one output port: flooding is not modelled.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use ahash::RandomState;
-use strata_rules::model::{Direction, Driver, Mac, Policy};
+use strata_rules::model::{Direction, Driver, ENCAP_OVERHEAD, Mac, Network, Policy, proto};
 
 use crate::drop::DropReason;
 use crate::flow::PacketMeta;
 use crate::layer::Decision;
 use crate::packet::{ArpInfo, FrameKind, ParseError, Parsed};
-use crate::port::{Limits, PortPipeline};
+use crate::port::{Limits, NatState, PortPipeline};
+use crate::transpose::{Encap, Transposition, VlanOp};
 
 /// A port of the switch.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -29,14 +41,26 @@ pub enum PortId {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum FrameInfo {
     Ip(PacketMeta),
-    Arp {
-        dst_mac: Mac,
-        arp: ArpInfo,
+    Arp { dst_mac: Mac, arp: ArpInfo },
+    /// A VXLAN packet addressed to a VXLAN port: the outer packet and what it carries.
+    Vxlan {
+        vni: u32,
+        outer: PacketMeta,
+        inner: VxlanInner,
     },
     /// Neither IP nor ARP.
     Unsupported,
     /// Could not be parsed.
     Malformed,
+}
+
+/// The frame inside a VXLAN packet.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum VxlanInner {
+    Ip(PacketMeta),
+    Arp { dst_mac: Mac, arp: ArpInfo },
+    /// Unparseable or neither IP nor ARP.
+    Other,
 }
 
 impl FrameInfo {
@@ -45,11 +69,7 @@ impl FrameInfo {
         match parsed {
             Err(_) => FrameInfo::Malformed,
             Ok(p) => match p.kind {
-                FrameKind::Ip => FrameInfo::Ip(PacketMeta {
-                    fields: p.fields,
-                    icmp_id: p.icmp_id,
-                    tcp_flags: p.tcp_flags,
-                }),
+                FrameKind::Ip => FrameInfo::Ip(PacketMeta::of(p)),
                 FrameKind::Arp(arp) => FrameInfo::Arp {
                     dst_mac: p.fields.dst_mac,
                     arp,
@@ -58,6 +78,37 @@ impl FrameInfo {
             },
         }
     }
+}
+
+impl VxlanInner {
+    pub fn of(parsed: &Result<Parsed, ParseError>) -> VxlanInner {
+        match FrameInfo::of(parsed) {
+            FrameInfo::Ip(m) => VxlanInner::Ip(m),
+            FrameInfo::Arp { dst_mac, arp } => VxlanInner::Arp { dst_mac, arp },
+            _ => VxlanInner::Other,
+        }
+    }
+}
+
+impl PacketMeta {
+    /// The policy view of a parsed IP frame.
+    pub fn of(p: &Parsed) -> PacketMeta {
+        PacketMeta {
+            fields: p.fields,
+            icmp_id: p.icmp_id,
+            tcp_flags: p.tcp_flags,
+            ip_len: p.ip_len(),
+        }
+    }
+}
+
+/// Something the switch itself sends back to the ingress port.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Answer {
+    /// The ARP reply frame for a proxied request.
+    Arp([u8; 42]),
+    /// ICMP "fragmentation needed" / "packet too big" with this MTU, to the sender.
+    TooBig { mtu: u16 },
 }
 
 /// The verdict of one frame.
@@ -71,8 +122,10 @@ pub struct Verdict {
     /// The decision that mattered: the blocking one for a drop, else the receiving port's
     /// last evaluated layer (the sender's if the receiver saw a connection's reply).
     pub decided: Option<(PortId, Decision)>,
-    /// The switch answered an ARP request: the answer (a frame to `ingress`) is this.
-    pub arp_reply: Option<[u8; 42]>,
+    /// The whole rewrite of the frame on its way (sender's layers, delivery, receiver's).
+    pub rewrite: Transposition,
+    /// What the switch answers on the ingress port, if anything.
+    pub answer: Option<Answer>,
 }
 
 impl Verdict {
@@ -83,7 +136,15 @@ impl Verdict {
             egress: None,
             drop: Some(reason),
             decided: None,
-            arp_reply: None,
+            rewrite: Transposition::NONE,
+            answer: None,
+        }
+    }
+    fn forward(ingress: PortId, direction: Direction, egress: PortId) -> Verdict {
+        Verdict {
+            egress: Some(egress),
+            drop: None,
+            ..Verdict::drop(ingress, direction, DropReason::Parse)
         }
     }
 }
@@ -103,12 +164,24 @@ impl SwitchStats {
     }
 }
 
+/// Where delivery sends a packet, and what it rewrites on the way.
+enum Route {
+    Endpoint(usize, Transposition),
+    Uplink(Transposition),
+    Drop(DropReason),
+}
+
 /// The host switch.
 pub struct Switch {
     policy: Policy,
     ports: Vec<PortPipeline>,
+    /// Each port's network index.
+    nets: Vec<Option<usize>>,
     by_mac: HashMap<Mac, usize, RandomState>,
     by_ip: HashMap<IpAddr, usize, RandomState>,
+    /// Port mappings: (protocol, host port) → endpoint.
+    mappings: HashMap<(u8, u16), usize, RandomState>,
+    nat: NatState,
     /// Packet time never runs backwards for connection ageing.
     clock: u64,
     limits: Limits,
@@ -124,8 +197,11 @@ impl Switch {
         let mut s = Switch {
             policy: Policy::default(),
             ports: Vec::new(),
+            nets: Vec::new(),
             by_mac: HashMap::default(),
             by_ip: HashMap::default(),
+            mappings: HashMap::default(),
+            nat: NatState::default(),
             clock: 0,
             limits,
             stats: SwitchStats::default(),
@@ -153,6 +229,34 @@ impl Switch {
                 None => PortPipeline::new(p.clone(), self.limits),
             })
             .collect();
+        // Connections of removed ports give their NAT ports back.
+        for mut gone in old.into_values() {
+            gone.conns.sweep(u64::MAX);
+            for b in gone.conns.released.drain(..) {
+                if let Some((ip, p, port)) = b.snat {
+                    self.nat.pools.free(ip, p, port);
+                    self.nat.owners.remove(&(ip, p, port));
+                }
+            }
+        }
+        // Owners refer to ports by position: re-point them.
+        let positions: HashMap<&str, usize> = policy
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.as_str(), i))
+            .collect();
+        let names: Vec<String> = self.ports.iter().map(|p| p.port.name.clone()).collect();
+        for (owner, _) in self.nat.owners.values_mut() {
+            if let Some(i) = names.get(*owner).and_then(|n| positions.get(n.as_str())) {
+                *owner = *i;
+            }
+        }
+        self.nets = policy
+            .ports
+            .iter()
+            .map(|p| policy.networks.iter().position(|n| n.name == p.network))
+            .collect();
         self.by_mac = policy
             .ports
             .iter()
@@ -165,6 +269,16 @@ impl Switch {
             .enumerate()
             .flat_map(|(i, p)| p.ips.iter().map(move |ip| (*ip, i)))
             .collect();
+        self.mappings = policy
+            .ports
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| {
+                p.port_mappings
+                    .iter()
+                    .map(move |m| ((m.protocol, m.external_port), i))
+            })
+            .collect();
         self.policy = policy;
     }
 
@@ -174,6 +288,20 @@ impl Switch {
 
     pub fn ports(&self) -> &[PortPipeline] {
         &self.ports
+    }
+
+    /// NAT ports in use on the host.
+    pub fn nat_bindings(&self) -> usize {
+        self.nat.owners.len()
+    }
+
+    /// The UDP ports on which the uplink receives VXLAN.
+    pub fn vxlan_ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.policy
+            .networks
+            .iter()
+            .filter(|n| n.driver == Driver::Overlay)
+            .map(|n| n.vxlan_port)
     }
 
     pub fn port_name(&self, p: PortId) -> &str {
@@ -225,6 +353,11 @@ impl Switch {
             FrameInfo::Unsupported => Verdict::drop(ingress, direction, DropReason::Unsupported),
             FrameInfo::Arp { dst_mac, arp } => self.arp(ingress, direction, *dst_mac, arp),
             FrameInfo::Ip(m) => self.ip(ingress, direction, m, now),
+            FrameInfo::Vxlan { vni, outer, inner } => match ingress {
+                PortId::Uplink => self.vxlan(direction, *vni, outer, inner, now),
+                // An endpoint sending VXLAN is just sending UDP.
+                PortId::Endpoint(_) => self.ip(ingress, direction, outer, now),
+            },
         };
         self.stats.packets += 1;
         match v.drop {
@@ -234,10 +367,148 @@ impl Switch {
         v
     }
 
+    fn network_of(&self, port: usize) -> Option<&Network> {
+        self.nets
+            .get(port)
+            .copied()
+            .flatten()
+            .and_then(|n| self.policy.networks.get(n))
+    }
+
+    fn is_host_address(&self, ip: IpAddr) -> bool {
+        self.policy.uplink.ips.contains(&ip)
+    }
+
+    /// The endpoint that owns a NAT binding or a port mapping of a host address.
+    fn nat_owner(&mut self, m: &PacketMeta, now: u64) -> Option<usize> {
+        let f = &m.fields;
+        let port = if proto::has_ports(f.protocol) {
+            f.dst_port
+        } else {
+            m.icmp_id?
+        };
+        if let Some(&(owner, c)) = self.nat.owners.get(&(f.dst_ip, f.protocol, port)) {
+            if let Some(p) = self.ports.get_mut(owner) {
+                if p.conns.live(c, now).is_some() {
+                    return Some(owner);
+                }
+            }
+        }
+        if proto::has_ports(f.protocol) {
+            return self.mappings.get(&(f.protocol, f.dst_port)).copied();
+        }
+        None
+    }
+
+    /// The rewrite of a packet routed (not bridged) to endpoint `q`.
+    fn routed_to(&self, q: usize) -> Transposition {
+        Transposition {
+            dst_mac: Some(self.ports[q].port.mac),
+            src_mac: Some(self.policy.uplink.mac),
+            ..Transposition::NONE
+        }
+    }
+
+    /// Where a packet from endpoint `p` goes after its layers.
+    fn route_from_endpoint(&mut self, p: usize, m: &PacketMeta, now: u64) -> Route {
+        let f = m.fields;
+        let (driver, vlan) = match self.network_of(p) {
+            Some(n) => (Some(n.driver), n.vlan),
+            None => (None, None),
+        };
+        let to_uplink = |mut t: Transposition| {
+            if let Some(v) = vlan {
+                t.vlan = VlanOp::Push(v);
+            }
+            Route::Uplink(t)
+        };
+        if driver == Some(Driver::L2Tunnel) {
+            return to_uplink(Transposition::NONE);
+        }
+        if let Some(&q) = self.by_mac.get(&f.dst_mac) {
+            return Route::Endpoint(q, Transposition::NONE);
+        }
+        if let Some(&q) = self.by_ip.get(&f.dst_ip) {
+            return Route::Endpoint(q, self.routed_to(q));
+        }
+        if self.is_host_address(f.dst_ip) {
+            if let Some(q) = self.nat_owner(m, now) {
+                return Route::Endpoint(q, self.routed_to(q));
+            }
+        }
+        if let Some(net) = self.network_of(p).filter(|n| n.driver == Driver::Overlay) {
+            if let Some(route) = net.remote_routes.iter().find(|r| r.prefix.contains(f.dst_ip)) {
+                let uplink = &self.policy.uplink;
+                let src_ip = uplink
+                    .ips
+                    .iter()
+                    .copied()
+                    .find(|a| a.is_ipv4() == route.provider_address.is_ipv4());
+                let Some(src_ip) = src_ip else {
+                    return Route::Drop(DropReason::NoRoute);
+                };
+                if m.ip_len + u32::from(ENCAP_OVERHEAD) > u32::from(uplink.mtu) {
+                    return Route::Drop(DropReason::TooBig);
+                }
+                let inner = Transposition {
+                    dst_mac: route.mac,
+                    ..Transposition::NONE
+                };
+                let encap = Encap {
+                    src_mac: uplink.mac,
+                    dst_mac: route.mac.unwrap_or(Mac::BROADCAST),
+                    src_ip,
+                    dst_ip: route.provider_address,
+                    udp_src: entropy_port(&f),
+                    udp_dst: net.vxlan_port,
+                    vni: net.vni.unwrap_or(0),
+                };
+                return to_uplink(Transposition {
+                    encap: Some(encap),
+                    ..inner
+                });
+            }
+        }
+        match driver {
+            Some(Driver::Nat | Driver::L2Bridge | Driver::Overlay) => to_uplink(Transposition {
+                src_mac: Some(self.policy.uplink.mac),
+                ..Transposition::NONE
+            }),
+            _ => to_uplink(Transposition::NONE),
+        }
+    }
+
+    /// Where a packet from the uplink goes.
+    fn route_from_uplink(&mut self, m: &PacketMeta, now: u64) -> Route {
+        let f = m.fields;
+        let (q, mut t) = if let Some(&q) = self.by_mac.get(&f.dst_mac) {
+            (q, Transposition::NONE)
+        } else if let Some(&q) = self.by_ip.get(&f.dst_ip) {
+            (q, self.routed_to(q))
+        } else if self.is_host_address(f.dst_ip) {
+            match self.nat_owner(m, now) {
+                Some(q) => (q, self.routed_to(q)),
+                None => return Route::Drop(DropReason::NoRoute),
+            }
+        } else {
+            return Route::Drop(DropReason::NoRoute);
+        };
+        let want = self.network_of(q).and_then(|n| n.vlan);
+        if f.vlan != want {
+            return Route::Drop(DropReason::VlanMismatch);
+        }
+        if f.vlan.is_some() {
+            t.vlan = VlanOp::Pop;
+        }
+        Route::Endpoint(q, t)
+    }
+
     fn ip(&mut self, ingress: PortId, direction: Direction, m: &PacketMeta, now: u64) -> Verdict {
         let mut decided = None;
+        let mut rewrite = Transposition::NONE;
+        let mut m = *m;
         if let PortId::Endpoint(p) = ingress {
-            let t = self.ports[p].traverse(Direction::Out, m, now);
+            let t = self.ports[p].traverse(p, Direction::Out, &m, now, &mut self.nat);
             decided = t.decided.map(|d| (ingress, d));
             if let Some(r) = t.drop {
                 return Verdict {
@@ -245,27 +516,50 @@ impl Switch {
                     ..Verdict::drop(ingress, direction, r)
                 };
             }
+            rewrite = t.rewrite;
+            m = rewritten(&m, &t.rewrite);
         }
-        let f = &m.fields;
-        let dest = self
-            .by_mac
-            .get(&f.dst_mac)
-            .or_else(|| self.by_ip.get(&f.dst_ip))
-            .copied();
-        let Some(q) = dest else {
-            return match ingress {
-                PortId::Endpoint(_) => Verdict {
-                    ingress,
-                    direction,
-                    egress: Some(PortId::Uplink),
-                    drop: None,
-                    decided,
-                    arp_reply: None,
-                },
-                PortId::Uplink => Verdict::drop(ingress, direction, DropReason::NoRoute),
-            };
+        let route = match ingress {
+            PortId::Endpoint(p) => self.route_from_endpoint(p, &m, now),
+            PortId::Uplink => self.route_from_uplink(&m, now),
         };
-        let t = self.ports[q].traverse(Direction::In, m, now);
+        let (q, delivery) = match route {
+            Route::Drop(r) => {
+                let mut v = Verdict {
+                    decided,
+                    ..Verdict::drop(ingress, direction, r)
+                };
+                if r == DropReason::TooBig {
+                    let mtu = self.policy.uplink.mtu.saturating_sub(ENCAP_OVERHEAD);
+                    v.answer = Some(Answer::TooBig { mtu });
+                }
+                return v;
+            }
+            Route::Uplink(t) => {
+                return Verdict {
+                    decided,
+                    rewrite: rewrite.then(&t),
+                    ..Verdict::forward(ingress, direction, PortId::Uplink)
+                };
+            }
+            Route::Endpoint(q, t) => (q, t),
+        };
+        self.deliver(ingress, direction, q, rewrite.then(&delivery), rewritten(&m, &delivery), decided, now)
+    }
+
+    /// The receiver's layers, inbound.
+    #[allow(clippy::too_many_arguments)]
+    fn deliver(
+        &mut self,
+        ingress: PortId,
+        direction: Direction,
+        q: usize,
+        rewrite: Transposition,
+        m: PacketMeta,
+        mut decided: Option<(PortId, Decision)>,
+        now: u64,
+    ) -> Verdict {
+        let t = self.ports[q].traverse(q, Direction::In, &m, now, &mut self.nat);
         let egress = PortId::Endpoint(q);
         if let Some(d) = t.decided {
             decided = Some((egress, d));
@@ -277,78 +571,134 @@ impl Switch {
             };
         }
         Verdict {
-            ingress,
-            direction,
-            egress: Some(egress),
-            drop: None,
             decided,
-            arp_reply: None,
+            rewrite: rewrite.then(&t.rewrite),
+            ..Verdict::forward(ingress, direction, egress)
+        }
+    }
+
+    /// VXLAN from the uplink: the VNI picks the overlay network, the inner frame is
+    /// delivered within it.
+    fn vxlan(&mut self, direction: Direction, vni: u32, outer: &PacketMeta, inner: &VxlanInner, now: u64) -> Verdict {
+        let ingress = PortId::Uplink;
+        if !self.is_host_address(outer.fields.dst_ip) {
+            // Not for this host's VTEP: an ordinary UDP packet.
+            return self.ip(ingress, direction, outer, now);
+        }
+        let Some(net) = self
+            .policy
+            .networks
+            .iter()
+            .position(|n| n.driver == Driver::Overlay && n.vni == Some(vni))
+        else {
+            return Verdict::drop(ingress, direction, DropReason::VniMismatch);
+        };
+        let in_net = |sw: &Switch, q: &usize| sw.nets.get(*q).copied().flatten() == Some(net);
+        let decap = Transposition {
+            decap: true,
+            ..Transposition::NONE
+        };
+        match inner {
+            VxlanInner::Ip(m) => {
+                let mut m = *m;
+                m.fields.vni = Some(vni);
+                let f = m.fields;
+                let (q, t) = if let Some(q) = self.by_mac.get(&f.dst_mac).filter(|q| in_net(self, q)) {
+                    (*q, decap)
+                } else if let Some(q) = self.by_ip.get(&f.dst_ip).filter(|q| in_net(self, q)) {
+                    (*q, decap.then(&self.routed_to(*q)))
+                } else {
+                    return Verdict::drop(ingress, direction, DropReason::NoRoute);
+                };
+                let m = rewritten(&m, &t);
+                self.deliver(ingress, direction, q, t, m, None, now)
+            }
+            VxlanInner::Arp { arp, .. } => {
+                match self.by_ip.get(&IpAddr::V4(arp.target_ip)).filter(|q| in_net(self, q)) {
+                    Some(&q) => Verdict {
+                        rewrite: decap,
+                        ..Verdict::forward(ingress, direction, PortId::Endpoint(q))
+                    },
+                    None => Verdict::drop(ingress, direction, DropReason::NoRoute),
+                }
+            }
+            VxlanInner::Other => Verdict::drop(ingress, direction, DropReason::Parse),
         }
     }
 
     /// Who answers for `ip` when asked from `ingress`: an endpoint (its MAC), or a
     /// network gateway (the host's MAC) for an endpoint of that network.
-    fn arp_owner(&self, ingress: PortId, ip: Ipv4Addr) -> Option<Mac> {
+    fn arp_owner(&self, ingress: PortId, ip: std::net::Ipv4Addr) -> Option<Mac> {
         let ip = IpAddr::V4(ip);
         if let Some(&i) = self.by_ip.get(&ip) {
-            let target = &self.ports[i].port;
             let visible = match ingress {
                 PortId::Endpoint(_) => true,
                 // The physical network sees endpoints only where they are bridged to it.
-                PortId::Uplink => self
-                    .policy
-                    .network(&target.network)
-                    .is_some_and(|n| n.driver != Driver::Nat),
+                PortId::Uplink => self.network_of(i).is_some_and(|n| {
+                    matches!(n.driver, Driver::Transparent | Driver::L2Bridge | Driver::L2Tunnel)
+                }),
             };
-            return visible.then_some(target.mac);
+            return visible.then_some(self.ports[i].port.mac);
         }
-        if let PortId::Endpoint(p) = ingress {
-            let net = self.policy.network(&self.ports[p].port.network)?;
-            if net.gateway == Some(ip) {
-                return Some(self.policy.uplink.mac);
+        match ingress {
+            // The gateway is the host.
+            PortId::Endpoint(p) if self.network_of(p)?.gateway == Some(ip) => {
+                Some(self.policy.uplink.mac)
             }
+            _ => None,
         }
-        None
     }
 
-    fn arp(
-        &mut self,
-        ingress: PortId,
-        direction: Direction,
-        dst_mac: Mac,
-        arp: &ArpInfo,
-    ) -> Verdict {
+    fn arp(&mut self, ingress: PortId, direction: Direction, dst_mac: Mac, arp: &ArpInfo) -> Verdict {
         const REQUEST: u16 = 1;
         if arp.op == REQUEST {
             if let Some(mac) = self.arp_owner(ingress, arp.target_ip) {
                 self.stats.arp_replies += 1;
                 return Verdict {
-                    ingress,
-                    direction,
-                    egress: Some(ingress),
-                    drop: None,
-                    decided: None,
-                    arp_reply: Some(arp_reply(arp, mac)),
+                    answer: Some(Answer::Arp(arp_reply(arp, mac))),
+                    ..Verdict::forward(ingress, direction, ingress)
                 };
             }
         }
-        let egress = match (self.by_mac.get(&dst_mac), ingress) {
-            (Some(&q), _) => Some(PortId::Endpoint(q)),
-            (None, PortId::Endpoint(_)) => Some(PortId::Uplink),
-            (None, PortId::Uplink) => None,
-        };
-        match egress {
-            Some(e) => Verdict {
-                ingress,
-                direction,
-                egress: Some(e),
-                drop: None,
-                decided: None,
-                arp_reply: None,
-            },
-            None => Verdict::drop(ingress, direction, DropReason::NoRoute),
+        match (self.by_mac.get(&dst_mac), ingress) {
+            (Some(&q), _) => Verdict::forward(ingress, direction, PortId::Endpoint(q)),
+            (None, PortId::Endpoint(_)) => Verdict::forward(ingress, direction, PortId::Uplink),
+            (None, PortId::Uplink) => Verdict::drop(ingress, direction, DropReason::NoRoute),
         }
     }
+
+    /// The names (layer, group, rule) of a decision, as verdicts print them.
+    pub fn decision_names(
+        &self,
+        (port, d): (PortId, Decision),
+    ) -> Option<strata_rules::reference::DecisionNames> {
+        let PortId::Endpoint(p) = port else {
+            return None;
+        };
+        let layer = &self.ports.get(p)?.layers().get(d.layer as usize)?.layer;
+        Some(strata_rules::reference::DecisionNames::of(layer, d.dir, d.by))
+    }
+}
+
+/// What a packet looks like after `t` (to the next stage's policy).
+fn rewritten(m: &PacketMeta, t: &Transposition) -> PacketMeta {
+    if t.is_identity() {
+        return *m;
+    }
+    let (fields, icmp_id) = t.apply_fields(&m.fields, m.icmp_id);
+    PacketMeta {
+        fields,
+        icmp_id,
+        ..*m
+    }
+}
+
+/// The outer UDP source port of an encapsulated flow: a hash of the inner flow in the
+/// dynamic range (RFC 7348 §5), so the underlay's ECMP spreads flows.
+fn entropy_port(f: &strata_rules::model::Fields) -> u16 {
+    // A seedless hash: the same flow gets the same port on every run and host.
+    let h = strata_rules::maglev::flow_hash(f, strata_rules::model::Distribution::FiveTuple);
+    49152 + (h % 16384) as u16
 }
 
 /// The ARP reply frame answering `req` with `mac`.
@@ -367,20 +717,4 @@ pub fn arp_reply(req: &ArpInfo, mac: Mac) -> [u8; 42] {
     f[32..38].copy_from_slice(&req.sender_mac.0);
     f[38..42].copy_from_slice(&req.sender_ip.octets());
     f
-}
-
-impl Switch {
-    /// The names (layer, group, rule) of a decision, as verdicts print them.
-    pub fn decision_names(
-        &self,
-        (port, d): (PortId, Decision),
-    ) -> Option<strata_rules::reference::DecisionNames> {
-        let PortId::Endpoint(p) = port else {
-            return None;
-        };
-        let layer = &self.ports.get(p)?.layers().get(d.layer as usize)?.layer;
-        Some(strata_rules::reference::DecisionNames::of(
-            layer, d.dir, d.by,
-        ))
-    }
 }

@@ -40,6 +40,8 @@ pub struct FlowEntry {
     pub fields: Fields,
     pub generation: u64,
     pub action: CachedAction,
+    /// The port's composite rewrite for this flow.
+    pub rewrite: crate::transpose::Transposition,
     /// Every layer decision taken, for per-rule hit counters on the fast path.
     pub hits: SmallVec<[Decision; 4]>,
 }

@@ -348,7 +348,7 @@ proptest! {
             let want = reference.process(ref_in, &pkt);
             let ingress = engine.ingress_of(None, f.src_mac, Some(f.src_ip));
             prop_assert_eq!(ingress, ref_in.map_or(PortId::Uplink, PortId::Endpoint));
-            let meta = PacketMeta { fields: f, icmp_id: pkt.icmp_id, tcp_flags: pkt.tcp_flags };
+            let meta = PacketMeta { fields: f, icmp_id: pkt.icmp_id, tcp_flags: pkt.tcp_flags, ip_len: 100 };
             let got = engine.process(ingress, &FrameInfo::Ip(meta), now);
             let got_out = got.egress.map(|e| engine.port_name(e).to_string());
             prop_assert_eq!(&got_out, &want.out_port, "step {}: out port of {:?}", step, pkt);

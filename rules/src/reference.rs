@@ -9,9 +9,10 @@
 //! 1. the ingress port (the caller says which) and, for IP packets, the sender's layers
 //!    outbound (top to bottom), unless the packet replies to a connection that port
 //!    recorded;
-//! 2. the destination: the endpoint whose MAC is the destination MAC, else the endpoint
-//!    that owns the destination IP, else the uplink (traffic from the uplink that no
-//!    endpoint owns is dropped with `no-route`);
+//! 2. the destination: the endpoint whose MAC is the destination MAC (bridged), else the
+//!    endpoint that owns the destination IP (routed: the destination MAC becomes the
+//!    endpoint's and the source MAC the host's), else the uplink (traffic from the uplink
+//!    that no endpoint owns is dropped with `no-route`);
 //! 3. the receiver's layers inbound (bottom to top), with the same connection rule.
 //!
 //! Connections ("stateful"): a traversal that is allowed, where some layer's decision was
@@ -214,7 +215,7 @@ pub fn evaluate_layer<'a>(layer: &'a Layer, dir: Direction, f: &Fields) -> Layer
         return LayerDecision {
             action: &r.action,
             by: DecidedBy::Rule { group, rule },
-            stateful: r.stateful,
+            stateful: r.stateful || r.action.is_transposition(),
         };
     }
     let d = layer.defaults.for_direction(dir);
@@ -469,13 +470,18 @@ impl RefSwitch {
             }
             decided = d;
         }
-        let dest = self
-            .policy
-            .ports
-            .iter()
-            .position(|q| q.mac == f.dst_mac)
-            .or_else(|| self.owner_of(f.dst_ip));
-        let Some(q) = dest else {
+        // Bridged when the destination MAC is the endpoint's; routed through the gateway
+        // (destination MAC the endpoint's, source MAC the host's) when found by IP.
+        let by_mac = self.policy.ports.iter().position(|q| q.mac == f.dst_mac);
+        let dest = by_mac.map(|q| (q, *f)).or_else(|| {
+            self.owner_of(f.dst_ip).map(|q| {
+                let mut g = *f;
+                g.dst_mac = self.policy.ports[q].mac;
+                g.src_mac = self.policy.uplink.mac;
+                (q, g)
+            })
+        });
+        let Some((q, fields)) = dest else {
             return match in_port {
                 Some(_) => RefVerdict {
                     out_port: Some(self.policy.uplink.name.clone()),
@@ -489,6 +495,7 @@ impl RefSwitch {
                 },
             };
         };
+        let pkt = &RefPacket { fields, ..*pkt };
         let (ok, d) = self.traverse(q, Direction::In, pkt);
         if !ok {
             return drop_verdict(d);
