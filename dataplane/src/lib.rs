@@ -5,6 +5,7 @@
 //!   writing pcapng with per-port interfaces and per-packet comments;
 //! - [`flow`]: what a frame means to policy ([`flow::PacketMeta`]) and flow keys;
 //! - [`layer`]: compiled layers (the slow path's evaluation);
+//! - [`nat`]: NAT port pools (which external port a new SNAT connection gets);
 //! - [`conntrack`]: recorded connections, TCP states and timeouts;
 //! - [`uft`]: the unified flow table, each flow's cached decision;
 //! - [`port`]: one port's fast path and slow path, and its counters;
@@ -16,6 +17,7 @@ pub mod conntrack;
 pub mod drop;
 pub mod flow;
 pub mod layer;
+pub mod nat;
 pub mod packet;
 pub mod port;
 pub mod switch;
