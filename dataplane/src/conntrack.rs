@@ -126,8 +126,15 @@ impl ConnTable {
 
     /// Finds the live connection whose replies look like `reply_key` arriving in
     /// `reply_dir`.
-    pub fn lookup_reply(&mut self, reply_dir: Direction, reply_key: ConnKey, now: u64) -> Option<ConnRef> {
-        let r = *self.by_exit.get(&(reply_dir.reverse(), reply_key.reverse()))?;
+    pub fn lookup_reply(
+        &mut self,
+        reply_dir: Direction,
+        reply_key: ConnKey,
+        now: u64,
+    ) -> Option<ConnRef> {
+        let r = *self
+            .by_exit
+            .get(&(reply_dir.reverse(), reply_key.reverse()))?;
         self.live(r, now).map(|_| r)
     }
 

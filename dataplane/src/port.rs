@@ -15,11 +15,11 @@ use strata_rules::model::{Action, Direction, Fields, Port, proto};
 use strata_rules::reference::{DecidedBy, conn_key, tcp_flags, tcp_initial};
 
 use crate::conntrack::{Bindings, ConnRef, ConnTable, Connection};
-use crate::nat::NatPools;
-use crate::transpose::Transposition;
 use crate::drop::DropReason;
 use crate::flow::{FlowKey, PacketMeta};
 use crate::layer::{CompiledLayer, Decision};
+use crate::nat::NatPools;
+use crate::transpose::Transposition;
 use crate::uft::{CachedAction, FlowEntry, FlowTable};
 
 /// The host's NAT state, shared by every port: the port pools of each external address,
@@ -124,7 +124,12 @@ struct Evaluation {
 
 /// The rewrite that turns a reply of a connection (entered as `entry`, left as `exit`)
 /// back into the reverse of `entry`.
-fn reply_rewrite(entry: &Fields, entry_id: Option<u16>, exit: &Fields, exit_id: Option<u16>) -> Transposition {
+fn reply_rewrite(
+    entry: &Fields,
+    entry_id: Option<u16>,
+    exit: &Fields,
+    exit_id: Option<u16>,
+) -> Transposition {
     let mut t = Transposition::NONE;
     if entry.src_ip != exit.src_ip {
         t.dst_ip = Some(entry.src_ip);
@@ -393,7 +398,9 @@ impl PortPipeline {
             CachedAction::Allow { conn, decided } => {
                 (Traversal::allow(decided, e.rewrite), conn, true)
             }
-            CachedAction::Drop { reason, decided } => (Traversal::drop(reason, decided), None, true),
+            CachedAction::Drop { reason, decided } => {
+                (Traversal::drop(reason, decided), None, true)
+            }
         };
         let hits = e.hits.clone();
         if let Some(c) = conn {

@@ -41,7 +41,10 @@ pub enum PortId {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum FrameInfo {
     Ip(PacketMeta),
-    Arp { dst_mac: Mac, arp: ArpInfo },
+    Arp {
+        dst_mac: Mac,
+        arp: ArpInfo,
+    },
     /// A VXLAN packet addressed to a VXLAN port: the outer packet and what it carries.
     Vxlan {
         vni: u32,
@@ -58,7 +61,10 @@ pub enum FrameInfo {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum VxlanInner {
     Ip(PacketMeta),
-    Arp { dst_mac: Mac, arp: ArpInfo },
+    Arp {
+        dst_mac: Mac,
+        arp: ArpInfo,
+    },
     /// Unparseable or neither IP nor ARP.
     Other,
 }
@@ -437,7 +443,11 @@ impl Switch {
             }
         }
         if let Some(net) = self.network_of(p).filter(|n| n.driver == Driver::Overlay) {
-            if let Some(route) = net.remote_routes.iter().find(|r| r.prefix.contains(f.dst_ip)) {
+            if let Some(route) = net
+                .remote_routes
+                .iter()
+                .find(|r| r.prefix.contains(f.dst_ip))
+            {
                 let uplink = &self.policy.uplink;
                 let src_ip = uplink
                     .ips
@@ -544,7 +554,15 @@ impl Switch {
             }
             Route::Endpoint(q, t) => (q, t),
         };
-        self.deliver(ingress, direction, q, rewrite.then(&delivery), rewritten(&m, &delivery), decided, now)
+        self.deliver(
+            ingress,
+            direction,
+            q,
+            rewrite.then(&delivery),
+            rewritten(&m, &delivery),
+            decided,
+            now,
+        )
     }
 
     /// The receiver's layers, inbound.
@@ -579,7 +597,14 @@ impl Switch {
 
     /// VXLAN from the uplink: the VNI picks the overlay network, the inner frame is
     /// delivered within it.
-    fn vxlan(&mut self, direction: Direction, vni: u32, outer: &PacketMeta, inner: &VxlanInner, now: u64) -> Verdict {
+    fn vxlan(
+        &mut self,
+        direction: Direction,
+        vni: u32,
+        outer: &PacketMeta,
+        inner: &VxlanInner,
+        now: u64,
+    ) -> Verdict {
         let ingress = PortId::Uplink;
         if !self.is_host_address(outer.fields.dst_ip) {
             // Not for this host's VTEP: an ordinary UDP packet.
@@ -603,18 +628,23 @@ impl Switch {
                 let mut m = *m;
                 m.fields.vni = Some(vni);
                 let f = m.fields;
-                let (q, t) = if let Some(q) = self.by_mac.get(&f.dst_mac).filter(|q| in_net(self, q)) {
-                    (*q, decap)
-                } else if let Some(q) = self.by_ip.get(&f.dst_ip).filter(|q| in_net(self, q)) {
-                    (*q, decap.then(&self.routed_to(*q)))
-                } else {
-                    return Verdict::drop(ingress, direction, DropReason::NoRoute);
-                };
+                let (q, t) =
+                    if let Some(q) = self.by_mac.get(&f.dst_mac).filter(|q| in_net(self, q)) {
+                        (*q, decap)
+                    } else if let Some(q) = self.by_ip.get(&f.dst_ip).filter(|q| in_net(self, q)) {
+                        (*q, decap.then(&self.routed_to(*q)))
+                    } else {
+                        return Verdict::drop(ingress, direction, DropReason::NoRoute);
+                    };
                 let m = rewritten(&m, &t);
                 self.deliver(ingress, direction, q, t, m, None, now)
             }
             VxlanInner::Arp { arp, .. } => {
-                match self.by_ip.get(&IpAddr::V4(arp.target_ip)).filter(|q| in_net(self, q)) {
+                match self
+                    .by_ip
+                    .get(&IpAddr::V4(arp.target_ip))
+                    .filter(|q| in_net(self, q))
+                {
                     Some(&q) => Verdict {
                         rewrite: decap,
                         ..Verdict::forward(ingress, direction, PortId::Endpoint(q))
@@ -635,7 +665,10 @@ impl Switch {
                 PortId::Endpoint(_) => true,
                 // The physical network sees endpoints only where they are bridged to it.
                 PortId::Uplink => self.network_of(i).is_some_and(|n| {
-                    matches!(n.driver, Driver::Transparent | Driver::L2Bridge | Driver::L2Tunnel)
+                    matches!(
+                        n.driver,
+                        Driver::Transparent | Driver::L2Bridge | Driver::L2Tunnel
+                    )
                 }),
             };
             return visible.then_some(self.ports[i].port.mac);
@@ -649,7 +682,13 @@ impl Switch {
         }
     }
 
-    fn arp(&mut self, ingress: PortId, direction: Direction, dst_mac: Mac, arp: &ArpInfo) -> Verdict {
+    fn arp(
+        &mut self,
+        ingress: PortId,
+        direction: Direction,
+        dst_mac: Mac,
+        arp: &ArpInfo,
+    ) -> Verdict {
         const REQUEST: u16 = 1;
         if arp.op == REQUEST {
             if let Some(mac) = self.arp_owner(ingress, arp.target_ip) {
@@ -676,7 +715,9 @@ impl Switch {
             return None;
         };
         let layer = &self.ports.get(p)?.layers().get(d.layer as usize)?.layer;
-        Some(strata_rules::reference::DecisionNames::of(layer, d.dir, d.by))
+        Some(strata_rules::reference::DecisionNames::of(
+            layer, d.dir, d.by,
+        ))
     }
 }
 
