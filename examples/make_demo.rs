@@ -134,7 +134,6 @@ pub fn frames() -> Vec<(&'static str, Vec<u8>)> {
         ("a frame whose IPv4 header is cut short: parse error", truncated),
     ]
     .into_iter()
-    .map(|(what, f)| (what, f))
     .collect()
 }
 

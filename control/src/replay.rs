@@ -215,8 +215,7 @@ pub fn replay(
     out: &mut Outputs,
 ) -> Result<ReplaySummary, ReplayError> {
     let mut summary = ReplaySummary::default();
-    let mut index = 0u64;
-    for item in reader {
+    for (index, item) in (0u64..).zip(reader) {
         let frame = match item {
             Ok(f) => f,
             Err(e) => {
@@ -256,7 +255,6 @@ pub fn replay(
                     err,
                 })?;
         }
-        index += 1;
     }
     let st = &sw.stats;
     summary.packets = st.packets;

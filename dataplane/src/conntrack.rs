@@ -171,11 +171,11 @@ impl ConnTable {
             self.remove(old);
             self.index.insert(idx, r);
         }
-        if let Some(old) = self.by_exit.insert(exit, r) {
-            if old != r {
-                self.remove(old);
-                self.by_exit.insert(exit, r);
-            }
+        if let Some(old) = self.by_exit.insert(exit, r)
+            && old != r
+        {
+            self.remove(old);
+            self.by_exit.insert(exit, r);
         }
         Ok(r)
     }
@@ -189,10 +189,11 @@ impl ConnTable {
         if self.by_exit.get(&exit) == Some(&r) {
             self.by_exit.remove(&exit);
         }
-        if let Some(s) = self.slots.get_mut(r.slot as usize) {
-            if s.serial == r.serial && s.conn.take().is_some() {
-                self.free.push(r.slot);
-            }
+        if let Some(s) = self.slots.get_mut(r.slot as usize)
+            && s.serial == r.serial
+            && s.conn.take().is_some()
+        {
+            self.free.push(r.slot);
         }
         if bindings != Bindings::default() {
             self.released.push(bindings);

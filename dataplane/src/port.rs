@@ -430,43 +430,43 @@ impl PortPipeline {
         let key = m.conn_key();
         // A reply of a recorded connection passes without evaluation and is
         // reverse-translated, once the connection is known to hold under this policy.
-        if let Some(k) = key {
-            if let Some(c) = self.conns.lookup_reply(dir, k, now) {
-                let (cgen, odir, ofields, oid, bindings) = match self.conns.get(c) {
-                    Some(conn) => (
-                        conn.generation,
-                        conn.orig_dir,
-                        conn.orig_fields,
-                        conn.orig_icmp_id,
-                        conn.bindings,
-                    ),
-                    None => (0, dir, m.fields, None, Bindings::default()),
-                };
-                let holds = cgen == now_gen || {
-                    let e = self.evaluate(odir, &ofields, oid, None, Some(bindings));
-                    e.allowed && e.stateful
-                };
-                if holds {
-                    let mut rewrite = Transposition::NONE;
-                    if let Some(conn) = self.conns.live(c, now) {
-                        conn.generation = now_gen;
-                        rewrite = conn.reply_rewrite;
-                    }
-                    self.conns.touch(c, m.tcp_flags, false, now);
-                    self.flows.insert(
-                        fk,
-                        FlowEntry {
-                            fields: m.fields,
-                            generation: now_gen,
-                            action: CachedAction::Reply(c),
-                            rewrite,
-                            hits: SmallVec::new(),
-                        },
-                    );
-                    return Traversal::allow(None, rewrite);
+        if let Some(k) = key
+            && let Some(c) = self.conns.lookup_reply(dir, k, now)
+        {
+            let (cgen, odir, ofields, oid, bindings) = match self.conns.get(c) {
+                Some(conn) => (
+                    conn.generation,
+                    conn.orig_dir,
+                    conn.orig_fields,
+                    conn.orig_icmp_id,
+                    conn.bindings,
+                ),
+                None => (0, dir, m.fields, None, Bindings::default()),
+            };
+            let holds = cgen == now_gen || {
+                let e = self.evaluate(odir, &ofields, oid, None, Some(bindings));
+                e.allowed && e.stateful
+            };
+            if holds {
+                let mut rewrite = Transposition::NONE;
+                if let Some(conn) = self.conns.live(c, now) {
+                    conn.generation = now_gen;
+                    rewrite = conn.reply_rewrite;
                 }
-                self.conns.remove(c);
+                self.conns.touch(c, m.tcp_flags, false, now);
+                self.flows.insert(
+                    fk,
+                    FlowEntry {
+                        fields: m.fields,
+                        generation: now_gen,
+                        action: CachedAction::Reply(c),
+                        rewrite,
+                        hits: SmallVec::new(),
+                    },
+                );
+                return Traversal::allow(None, rewrite);
             }
+            self.conns.remove(c);
         }
         let existing = key.and_then(|k| self.conns.lookup(dir, k, now));
         let reuse = existing.and_then(|c| self.conns.get(c)).map(|c| c.bindings);

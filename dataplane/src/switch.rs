@@ -338,10 +338,10 @@ impl Switch {
         if let Some(&i) = self.by_mac.get(&src_mac) {
             return PortId::Endpoint(i);
         }
-        if src_mac == Mac::ZERO {
-            if let Some(&i) = src_ip.and_then(|ip| self.by_ip.get(&ip)) {
-                return PortId::Endpoint(i);
-            }
+        if src_mac == Mac::ZERO
+            && let Some(&i) = src_ip.and_then(|ip| self.by_ip.get(&ip))
+        {
+            return PortId::Endpoint(i);
         }
         PortId::Uplink
     }
@@ -393,12 +393,11 @@ impl Switch {
         } else {
             m.icmp_id?
         };
-        if let Some(&(owner, c)) = self.nat.owners.get(&(f.dst_ip, f.protocol, port)) {
-            if let Some(p) = self.ports.get_mut(owner) {
-                if p.conns.live(c, now).is_some() {
-                    return Some(owner);
-                }
-            }
+        if let Some(&(owner, c)) = self.nat.owners.get(&(f.dst_ip, f.protocol, port))
+            && let Some(p) = self.ports.get_mut(owner)
+            && p.conns.live(c, now).is_some()
+        {
+            return Some(owner);
         }
         if proto::has_ports(f.protocol) {
             return self.mappings.get(&(f.protocol, f.dst_port)).copied();
@@ -437,47 +436,46 @@ impl Switch {
         if let Some(&q) = self.by_ip.get(&f.dst_ip) {
             return Route::Endpoint(q, self.routed_to(q));
         }
-        if self.is_host_address(f.dst_ip) {
-            if let Some(q) = self.nat_owner(m, now) {
-                return Route::Endpoint(q, self.routed_to(q));
-            }
+        if self.is_host_address(f.dst_ip)
+            && let Some(q) = self.nat_owner(m, now)
+        {
+            return Route::Endpoint(q, self.routed_to(q));
         }
-        if let Some(net) = self.network_of(p).filter(|n| n.driver == Driver::Overlay) {
-            if let Some(route) = net
+        if let Some(net) = self.network_of(p).filter(|n| n.driver == Driver::Overlay)
+            && let Some(route) = net
                 .remote_routes
                 .iter()
                 .find(|r| r.prefix.contains(f.dst_ip))
-            {
-                let uplink = &self.policy.uplink;
-                let src_ip = uplink
-                    .ips
-                    .iter()
-                    .copied()
-                    .find(|a| a.is_ipv4() == route.provider_address.is_ipv4());
-                let Some(src_ip) = src_ip else {
-                    return Route::Drop(DropReason::NoRoute);
-                };
-                if m.ip_len + u32::from(ENCAP_OVERHEAD) > u32::from(uplink.mtu) {
-                    return Route::Drop(DropReason::TooBig);
-                }
-                let inner = Transposition {
-                    dst_mac: route.mac,
-                    ..Transposition::NONE
-                };
-                let encap = Encap {
-                    src_mac: uplink.mac,
-                    dst_mac: route.mac.unwrap_or(Mac::BROADCAST),
-                    src_ip,
-                    dst_ip: route.provider_address,
-                    udp_src: entropy_port(&f),
-                    udp_dst: net.vxlan_port,
-                    vni: net.vni.unwrap_or(0),
-                };
-                return to_uplink(Transposition {
-                    encap: Some(encap),
-                    ..inner
-                });
+        {
+            let uplink = &self.policy.uplink;
+            let src_ip = uplink
+                .ips
+                .iter()
+                .copied()
+                .find(|a| a.is_ipv4() == route.provider_address.is_ipv4());
+            let Some(src_ip) = src_ip else {
+                return Route::Drop(DropReason::NoRoute);
+            };
+            if m.ip_len + u32::from(ENCAP_OVERHEAD) > u32::from(uplink.mtu) {
+                return Route::Drop(DropReason::TooBig);
             }
+            let inner = Transposition {
+                dst_mac: route.mac,
+                ..Transposition::NONE
+            };
+            let encap = Encap {
+                src_mac: uplink.mac,
+                dst_mac: route.mac.unwrap_or(Mac::BROADCAST),
+                src_ip,
+                dst_ip: route.provider_address,
+                udp_src: entropy_port(&f),
+                udp_dst: net.vxlan_port,
+                vni: net.vni.unwrap_or(0),
+            };
+            return to_uplink(Transposition {
+                encap: Some(encap),
+                ..inner
+            });
         }
         match driver {
             Some(Driver::Nat | Driver::L2Bridge | Driver::Overlay) => to_uplink(Transposition {
@@ -690,14 +688,14 @@ impl Switch {
         arp: &ArpInfo,
     ) -> Verdict {
         const REQUEST: u16 = 1;
-        if arp.op == REQUEST {
-            if let Some(mac) = self.arp_owner(ingress, arp.target_ip) {
-                self.stats.arp_replies += 1;
-                return Verdict {
-                    answer: Some(Answer::Arp(arp_reply(arp, mac))),
-                    ..Verdict::forward(ingress, direction, ingress)
-                };
-            }
+        if arp.op == REQUEST
+            && let Some(mac) = self.arp_owner(ingress, arp.target_ip)
+        {
+            self.stats.arp_replies += 1;
+            return Verdict {
+                answer: Some(Answer::Arp(arp_reply(arp, mac))),
+                ..Verdict::forward(ingress, direction, ingress)
+            };
         }
         match (self.by_mac.get(&dst_mac), ingress) {
             (Some(&q), _) => Verdict::forward(ingress, direction, PortId::Endpoint(q)),

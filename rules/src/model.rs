@@ -144,6 +144,8 @@ impl IpPrefix {
     pub fn addr(&self) -> IpAddr {
         self.addr
     }
+    /// The prefix length in bits (not a collection length, so no `is_empty`).
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> u8 {
         self.len
     }

@@ -406,20 +406,20 @@ impl RefSwitch {
         let now = pkt.ts_ns;
         // A reply of a recorded connection passes without evaluation, once the connection
         // is known to hold under the current policy.
-        if let Some(k) = key {
-            if let Some(i) = self.find(port, dir.reverse(), k.reverse(), now) {
-                let c = &self.conns[i];
-                let still_holds = c.generation == self.generation || {
-                    let d = evaluate_port(&self.policy.ports[port], c.orig_dir, &c.orig_fields);
-                    d.allowed && d.stateful
-                };
-                if still_holds {
-                    self.conns[i].generation = self.generation;
-                    self.touch(i, pkt, false);
-                    return (true, None);
-                }
-                self.conns.remove(i);
+        if let Some(k) = key
+            && let Some(i) = self.find(port, dir.reverse(), k.reverse(), now)
+        {
+            let c = &self.conns[i];
+            let still_holds = c.generation == self.generation || {
+                let d = evaluate_port(&self.policy.ports[port], c.orig_dir, &c.orig_fields);
+                d.allowed && d.stateful
+            };
+            if still_holds {
+                self.conns[i].generation = self.generation;
+                self.touch(i, pkt, false);
+                return (true, None);
             }
+            self.conns.remove(i);
         }
         let d = evaluate_port(&self.policy.ports[port], dir, &pkt.fields);
         let existing = key.and_then(|k| self.find(port, dir, k, now));
