@@ -288,7 +288,11 @@ impl PortPipeline {
                 }
                 Action::Dnat { ip, port } => {
                     t.dst_ip = Some(*ip);
-                    t.dst_port = *port;
+                    t.dst_port = if proto::has_ports(ev.out.protocol) {
+                        *port
+                    } else {
+                        None
+                    };
                 }
                 Action::LoadBalance(lb) => {
                     let chosen = match ev.bindings.backend {
@@ -300,7 +304,7 @@ impl PortPipeline {
                     if let Some(b) = chosen.and_then(|i| lb.backends.get(i).map(|b| (i, b))) {
                         ev.bindings.backend = Some((li as u16, b.0 as u16));
                         t.dst_ip = Some(b.1.ip);
-                        if b.1.port != 0 {
+                        if b.1.port != 0 && proto::has_ports(ev.out.protocol) {
                             t.dst_port = Some(b.1.port);
                         }
                     }

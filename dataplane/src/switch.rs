@@ -285,6 +285,13 @@ impl Switch {
                     .map(move |m| ((m.protocol, m.external_port), i))
             })
             .collect();
+        // A mapped host port is never handed out by SNAT.
+        for (&(protocol, port), _) in &self.mappings {
+            for &ip in &policy.uplink.ips {
+                let single = strata_rules::model::PortRange::single(port);
+                let _ = self.nat.pools.allocate(ip, protocol, single, port);
+            }
+        }
         self.policy = policy;
     }
 

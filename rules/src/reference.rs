@@ -266,41 +266,223 @@ impl DecisionNames {
     }
 }
 
+/// What a traversal's layers set in a packet (the transpositions, composed): a later
+/// layer's setting of a field wins.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Rewrite {
+    pub src_mac: Option<crate::model::Mac>,
+    pub dst_mac: Option<crate::model::Mac>,
+    pub src_ip: Option<IpAddr>,
+    pub dst_ip: Option<IpAddr>,
+    /// Source port, or the ICMP echo identifier.
+    pub src_port: Option<u16>,
+    pub dst_port: Option<u16>,
+}
+
+impl Rewrite {
+    fn then(self, n: Rewrite) -> Rewrite {
+        Rewrite {
+            src_mac: n.src_mac.or(self.src_mac),
+            dst_mac: n.dst_mac.or(self.dst_mac),
+            src_ip: n.src_ip.or(self.src_ip),
+            dst_ip: n.dst_ip.or(self.dst_ip),
+            src_port: n.src_port.or(self.src_port),
+            dst_port: n.dst_port.or(self.dst_port),
+        }
+    }
+
+    /// Applies it: ports change only for protocols with ports; an ICMP echo's identifier
+    /// takes the source (else destination) port.
+    pub fn apply(&self, f: &Fields, icmp_id: Option<u16>) -> (Fields, Option<u16>) {
+        let mut g = *f;
+        g.src_mac = self.src_mac.unwrap_or(g.src_mac);
+        g.dst_mac = self.dst_mac.unwrap_or(g.dst_mac);
+        g.src_ip = self.src_ip.unwrap_or(g.src_ip);
+        g.dst_ip = self.dst_ip.unwrap_or(g.dst_ip);
+        let mut id = icmp_id;
+        if proto::has_ports(f.protocol) {
+            g.src_port = self.src_port.unwrap_or(g.src_port);
+            g.dst_port = self.dst_port.unwrap_or(g.dst_port);
+        } else if icmp_id.is_some() {
+            id = self.src_port.or(self.dst_port).or(icmp_id);
+        }
+        (g, id)
+    }
+
+    /// The rewrite that turns a reply of a connection that entered as `entry` and left
+    /// as `exit` back into the reverse of `entry`: whatever the connection changed is
+    /// changed back.
+    pub fn reply_of(
+        entry: &Fields,
+        entry_id: Option<u16>,
+        exit: &Fields,
+        exit_id: Option<u16>,
+    ) -> Rewrite {
+        fn changed<T: PartialEq>(a: T, b: T) -> Option<T> {
+            (a != b).then_some(a)
+        }
+        let (src_port, dst_port) = if proto::has_ports(entry.protocol) {
+            (
+                changed(entry.dst_port, exit.dst_port),
+                changed(entry.src_port, exit.src_port),
+            )
+        } else {
+            (if entry_id != exit_id { entry_id } else { None }, None)
+        };
+        Rewrite {
+            src_mac: changed(entry.dst_mac, exit.dst_mac),
+            dst_mac: changed(entry.src_mac, exit.src_mac),
+            src_ip: changed(entry.dst_ip, exit.dst_ip),
+            dst_ip: changed(entry.src_ip, exit.src_ip),
+            src_port,
+            dst_port,
+        }
+    }
+}
+
+/// What a connection holds on to so that all its packets are translated alike: the NAT
+/// port a SNAT allocated (external IP, protocol, port), and the backend a load balancer
+/// chose (layer index, backend index).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct RefBindings {
+    pub snat: Option<(IpAddr, u8, u16)>,
+    pub backend: Option<(usize, usize)>,
+}
+
+/// The host's NAT ports in use. Allocation: the preferred port if it is in the rule's
+/// range and free, else the lowest free port of the range.
+#[derive(Clone, Debug, Default)]
+pub struct RefNat {
+    pub used: std::collections::BTreeSet<(IpAddr, u8, u16)>,
+}
+
+impl RefNat {
+    pub fn allocate(
+        &mut self,
+        ip: IpAddr,
+        p: u8,
+        range: crate::model::PortRange,
+        preferred: u16,
+    ) -> Option<u16> {
+        let port = if range.contains(preferred) && !self.used.contains(&(ip, p, preferred)) {
+            Some(preferred)
+        } else {
+            (range.lo..=range.hi).find(|x| !self.used.contains(&(ip, p, *x)))
+        }?;
+        self.used.insert((ip, p, port));
+        Some(port)
+    }
+}
+
 /// The outcome of one port traversal.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct PortDecision {
     pub allowed: bool,
     pub stateful: bool,
+    /// The NAT had no port for this connection (the packet is dropped).
+    pub exhausted: bool,
     /// The blocking layer's decision, or for an allow the last layer's (in traversal
     /// order). `None` for a port without layers.
     pub decided: Option<DecisionNames>,
+    /// The packet as it leaves the port, and the layers' rewrite.
+    pub out: Fields,
+    pub out_icmp_id: Option<u16>,
+    pub rewrite: Rewrite,
+    pub bindings: RefBindings,
 }
 
-/// Traverses a port's layers in `dir` order. A block ends the traversal.
-pub fn evaluate_port(port: &Port, dir: Direction, f: &Fields) -> PortDecision {
-    let order: Box<dyn Iterator<Item = &Layer>> = match dir {
-        Direction::Out => Box::new(port.layers.iter()),
-        Direction::In => Box::new(port.layers.iter().rev()),
-    };
-    let mut stateful = false;
-    let mut decided = None;
-    for layer in order {
-        let d = evaluate_layer(layer, dir, f);
-        decided = Some(DecisionNames::of(layer, dir, d.by));
-        if d.action.is_block() {
-            return PortDecision {
-                allowed: false,
-                stateful: false,
-                decided,
-            };
-        }
-        stateful |= d.stateful;
-    }
-    PortDecision {
+/// Traverses a port's layers in `dir` order. A block ends the traversal; a transposition
+/// changes what the following layers see. SNAT takes its port from `reuse` (the
+/// connection's binding) or else from `nat`; with neither, the source port stays.
+pub fn evaluate_port(
+    port: &Port,
+    dir: Direction,
+    f: &Fields,
+    icmp_id: Option<u16>,
+    mut nat: Option<&mut RefNat>,
+    reuse: Option<RefBindings>,
+) -> PortDecision {
+    let n = port.layers.len();
+    let mut d = PortDecision {
         allowed: true,
-        stateful,
-        decided,
+        stateful: false,
+        exhausted: false,
+        decided: None,
+        out: *f,
+        out_icmp_id: icmp_id,
+        rewrite: Rewrite::default(),
+        bindings: reuse.unwrap_or_default(),
+    };
+    for step in 0..n {
+        let li = match dir {
+            Direction::Out => step,
+            Direction::In => n - 1 - step,
+        };
+        let layer = &port.layers[li];
+        let e = evaluate_layer(layer, dir, &d.out);
+        d.decided = Some(DecisionNames::of(layer, dir, e.by));
+        let has_ports = proto::has_ports(d.out.protocol);
+        let mut r = Rewrite::default();
+        match e.action {
+            Action::Block => {
+                d.allowed = false;
+                d.stateful = false;
+                return d;
+            }
+            Action::Allow => {}
+            Action::Snat { ip, ports } => {
+                r.src_ip = Some(*ip);
+                if let Some(k) = conn_key(&d.out, d.out_icmp_id) {
+                    let port = match d.bindings.snat {
+                        Some((bip, bp, port)) if bip == *ip && bp == k.protocol => Some(port),
+                        _ => match nat.as_deref_mut() {
+                            Some(nat) => match nat.allocate(*ip, k.protocol, *ports, k.src_port) {
+                                Some(p) => Some(p),
+                                None => {
+                                    d.allowed = false;
+                                    d.exhausted = true;
+                                    return d;
+                                }
+                            },
+                            None => None,
+                        },
+                    };
+                    if let Some(port) = port {
+                        d.bindings.snat = Some((*ip, k.protocol, port));
+                        r.src_port = Some(port);
+                    }
+                }
+            }
+            Action::Dnat { ip, port } => {
+                r.dst_ip = Some(*ip);
+                r.dst_port = if has_ports { *port } else { None };
+            }
+            Action::LoadBalance(lb) => {
+                let chosen = match d.bindings.backend {
+                    Some((l, b)) if l == li => Some(b),
+                    _ => crate::maglev::Maglev::new(&lb.backends)
+                        .lookup(crate::maglev::flow_hash(&d.out, lb.distribution)),
+                };
+                if let Some((i, b)) = chosen.and_then(|i| lb.backends.get(i).map(|b| (i, b))) {
+                    d.bindings.backend = Some((li, i));
+                    r.dst_ip = Some(b.ip);
+                    if b.port != 0 && has_ports {
+                        r.dst_port = Some(b.port);
+                    }
+                }
+            }
+            Action::SetMac { src, dst } => {
+                r.src_mac = *src;
+                r.dst_mac = *dst;
+            }
+        }
+        let (out, id) = r.apply(&d.out, d.out_icmp_id);
+        d.out = out;
+        d.out_icmp_id = id;
+        d.rewrite = d.rewrite.then(r);
+        d.stateful |= e.stateful;
     }
+    d
 }
 
 /// A packet as the reference sees it.
@@ -318,11 +500,13 @@ pub struct RefPacket {
 pub struct RefVerdict {
     /// The output port's name, for a forward.
     pub out_port: Option<String>,
-    /// Drop reason name (`acl`, `acl-default`, `no-route`), for a drop.
+    /// Drop reason name (`acl`, `acl-default`, `no-route`, `nat-ports-exhausted`).
     pub reason: Option<&'static str>,
     /// The decision that mattered: the blocking one for a drop, else the last port's last
     /// evaluated layer; `None` when every traversal was a connection's reply.
     pub decided: Option<DecisionNames>,
+    /// The packet as it leaves, for a forward.
+    pub fields: Option<Fields>,
 }
 
 #[derive(Clone, Debug)]
@@ -330,34 +514,59 @@ struct RefConn {
     port: usize,
     orig_dir: Direction,
     key: ConnKey,
+    exit_key: ConnKey,
     /// The packet that opened (or last re-validated) the connection, for re-validation.
     orig_fields: Fields,
+    orig_icmp_id: Option<u16>,
+    rewrite: Rewrite,
+    reply: Rewrite,
+    bindings: RefBindings,
     tcp: TcpState,
     last_seen: u64,
     generation: u64,
 }
 
-/// The whole switch as the spec sees it: a policy, a generation, and connections.
+/// The whole switch as the spec sees it: a policy, a generation, connections, NAT ports.
 pub struct RefSwitch {
     pub policy: Policy,
     generation: u64,
     conns: Vec<RefConn>,
+    nat: RefNat,
+    clock: u64,
 }
 
-/// Index of the uplink in port positions used by [`RefSwitch::process`].
-pub const UPLINK: Option<usize> = None;
+/// One traversal's result inside the switch.
+struct Pass {
+    allowed: bool,
+    reason: Option<&'static str>,
+    decided: Option<DecisionNames>,
+    fields: Fields,
+    icmp_id: Option<u16>,
+}
 
 impl RefSwitch {
     pub fn new(policy: Policy) -> RefSwitch {
-        RefSwitch {
-            policy,
-            generation: 1,
+        let mut s = RefSwitch {
+            policy: Policy::default(),
+            generation: 0,
             conns: Vec::new(),
-        }
+            nat: RefNat::default(),
+            clock: 0,
+        };
+        s.set_policy(policy);
+        s
     }
 
     /// Replaces the policy: every connection will be re-validated on its next packet.
+    /// A mapped host port is never handed out by SNAT.
     pub fn set_policy(&mut self, policy: Policy) {
+        for p in &policy.ports {
+            for m in &p.port_mappings {
+                for ip in &policy.uplink.ips {
+                    self.nat.used.insert((*ip, m.protocol, m.external_port));
+                }
+            }
+        }
         self.policy = policy;
         self.generation += 1;
     }
@@ -366,15 +575,18 @@ impl RefSwitch {
         now.saturating_sub(c.last_seen) > idle_timeout(c.key.protocol, c.tcp)
     }
 
-    /// Finds a live connection of `port` with this originating direction and key,
-    /// forgetting expired ones on the way.
-    fn find(&mut self, port: usize, orig_dir: Direction, key: ConnKey, now: u64) -> Option<usize> {
-        let i = self
-            .conns
-            .iter()
-            .position(|c| c.port == port && c.orig_dir == orig_dir && c.key == key)?;
+    fn remove(&mut self, i: usize) {
+        let c = self.conns.remove(i);
+        if let Some(b) = c.bindings.snat {
+            self.nat.used.remove(&b);
+        }
+    }
+
+    /// Finds a live connection matching `pred`, forgetting expired ones on the way.
+    fn find(&mut self, now: u64, pred: impl Fn(&RefConn) -> bool) -> Option<usize> {
+        let i = self.conns.iter().position(pred)?;
         if Self::expired(&self.conns[i], now) {
-            self.conns.remove(i);
+            self.remove(i);
             return None;
         }
         Some(i)
@@ -387,71 +599,137 @@ impl RefSwitch {
         if c.key.protocol == proto::TCP {
             match tcp_next(c.tcp, pkt.tcp_flags, from_orig) {
                 Some(s) => c.tcp = s,
-                None => {
-                    self.conns.remove(i);
-                }
+                None => self.remove(i),
             }
         }
     }
 
-    /// One traversal of `port` in `dir`. Returns allowed, and the decision when layers
-    /// were evaluated (`None` for a connection's reply).
-    fn traverse(
-        &mut self,
-        port: usize,
-        dir: Direction,
-        pkt: &RefPacket,
-    ) -> (bool, Option<DecisionNames>) {
-        let key = conn_key(&pkt.fields, pkt.icmp_id);
+    /// One traversal of `port` in `dir`.
+    fn traverse(&mut self, port: usize, dir: Direction, pkt: &RefPacket) -> Pass {
+        let (f, id) = (pkt.fields, pkt.icmp_id);
+        let key = conn_key(&f, id);
         let now = pkt.ts_ns;
-        // A reply of a recorded connection passes without evaluation, once the connection
-        // is known to hold under the current policy.
+        let pass = |allowed, decided, (fields, icmp_id): (Fields, Option<u16>)| Pass {
+            allowed,
+            reason: None,
+            decided,
+            fields,
+            icmp_id,
+        };
+        // A reply of a recorded connection passes without evaluation and is translated
+        // back, once the connection is known to hold under the current policy.
         if let Some(k) = key
-            && let Some(i) = self.find(port, dir.reverse(), k.reverse(), now)
+            && let Some(i) = self.find(now, |c| {
+                c.port == port && c.orig_dir == dir.reverse() && c.exit_key == k.reverse()
+            })
         {
             let c = &self.conns[i];
             let still_holds = c.generation == self.generation || {
-                let d = evaluate_port(&self.policy.ports[port], c.orig_dir, &c.orig_fields);
+                let d = evaluate_port(
+                    &self.policy.ports[port],
+                    c.orig_dir,
+                    &c.orig_fields,
+                    c.orig_icmp_id,
+                    None,
+                    Some(c.bindings),
+                );
                 d.allowed && d.stateful
             };
             if still_holds {
                 self.conns[i].generation = self.generation;
+                let out = self.conns[i].reply.apply(&f, id);
                 self.touch(i, pkt, false);
-                return (true, None);
+                return pass(true, None, out);
             }
-            self.conns.remove(i);
+            self.remove(i);
         }
-        let d = evaluate_port(&self.policy.ports[port], dir, &pkt.fields);
-        let existing = key.and_then(|k| self.find(port, dir, k, now));
+        let existing =
+            key.and_then(|k| self.find(now, |c| c.port == port && c.orig_dir == dir && c.key == k));
+        let reuse = existing.map(|i| self.conns[i].bindings);
+        let d = evaluate_port(
+            &self.policy.ports[port],
+            dir,
+            &f,
+            id,
+            Some(&mut self.nat),
+            reuse,
+        );
+        let fresh = d
+            .bindings
+            .snat
+            .filter(|b| reuse.and_then(|r| r.snat) != Some(*b));
+        if d.exhausted {
+            return Pass {
+                allowed: false,
+                reason: Some("nat-ports-exhausted"),
+                decided: d.decided,
+                fields: f,
+                icmp_id: id,
+            };
+        }
+        let free = |nat: &mut RefNat, b: Option<(IpAddr, u8, u16)>| {
+            if let Some(b) = b {
+                nat.used.remove(&b);
+            }
+        };
         match (d.allowed && d.stateful, existing, key) {
             (true, Some(i), _) => {
                 let c = &mut self.conns[i];
                 c.generation = self.generation;
-                c.orig_fields = pkt.fields;
+                c.orig_fields = f;
+                c.orig_icmp_id = id;
+                let out = c.rewrite.apply(&f, id);
+                if c.bindings.snat != d.bindings.snat {
+                    free(&mut self.nat, fresh);
+                }
                 self.touch(i, pkt, true);
+                pass(true, d.decided, out)
             }
             (true, None, Some(k)) => {
-                let tcp = tcp_initial(pkt.tcp_flags);
                 // A connection opened by a RST never exists.
-                if pkt.fields.protocol != proto::TCP || pkt.tcp_flags & tcp_flags::RST == 0 {
+                if f.protocol == proto::TCP && pkt.tcp_flags & tcp_flags::RST != 0 {
+                    free(&mut self.nat, fresh);
+                } else {
                     self.conns.push(RefConn {
                         port,
                         orig_dir: dir,
                         key: k,
-                        orig_fields: pkt.fields,
-                        tcp,
+                        exit_key: conn_key(&d.out, d.out_icmp_id).unwrap_or(k),
+                        orig_fields: f,
+                        orig_icmp_id: id,
+                        rewrite: d.rewrite,
+                        reply: Rewrite::reply_of(&f, id, &d.out, d.out_icmp_id),
+                        bindings: d.bindings,
+                        tcp: tcp_initial(pkt.tcp_flags),
                         last_seen: now,
                         generation: self.generation,
                     });
                 }
+                pass(true, d.decided, (d.out, d.out_icmp_id))
             }
-            (false, Some(i), _) => {
-                // The policy no longer allows this connection statefully: cut it.
-                self.conns.remove(i);
+            (_, existing, _) => {
+                free(&mut self.nat, fresh);
+                if let Some(i) = existing {
+                    // The policy no longer allows this connection statefully: cut it.
+                    self.remove(i);
+                }
+                if d.allowed {
+                    pass(true, d.decided, (d.out, d.out_icmp_id))
+                } else {
+                    let reason = match &d.decided {
+                        Some(n) if n.group.is_none() => "acl-default",
+                        _ => "acl",
+                    };
+                    Pass {
+                        allowed: false,
+                        reason: Some(reason),
+                        decided: d.decided,
+                        fields: f,
+                        icmp_id: id,
+                    }
+                }
             }
-            _ => {}
         }
-        (d.allowed, d.decided)
     }
 
     /// The index of the endpoint that owns `ip`.
@@ -459,64 +737,97 @@ impl RefSwitch {
         self.policy.ports.iter().position(|p| p.ips.contains(&ip))
     }
 
+    /// The endpoint behind a host address: the owner of a live NAT binding, else a port
+    /// mapping.
+    fn nat_owner(&mut self, f: &Fields, icmp_id: Option<u16>, now: u64) -> Option<usize> {
+        let port = if proto::has_ports(f.protocol) {
+            f.dst_port
+        } else {
+            icmp_id?
+        };
+        let b = Some((f.dst_ip, f.protocol, port));
+        if let Some(i) = self.find(now, |c| c.bindings.snat == b) {
+            return Some(self.conns[i].port);
+        }
+        if !proto::has_ports(f.protocol) {
+            return None;
+        }
+        self.policy.ports.iter().position(|p| {
+            p.port_mappings
+                .iter()
+                .any(|m| m.protocol == f.protocol && m.external_port == f.dst_port)
+        })
+    }
+
     /// Processes one IP packet entering at `in_port` (`None` = the uplink).
     pub fn process(&mut self, in_port: Option<usize>, pkt: &RefPacket) -> RefVerdict {
-        let f = &pkt.fields;
+        let now = self.clock.max(pkt.ts_ns);
+        self.clock = now;
+        let mut pkt = RefPacket { ts_ns: now, ..*pkt };
         let mut decided = None;
         if let Some(p) = in_port {
-            let (ok, d) = self.traverse(p, Direction::Out, pkt);
-            if !ok {
-                return drop_verdict(d);
+            let out = self.traverse(p, Direction::Out, &pkt);
+            if !out.allowed {
+                return drop_verdict(out.reason, out.decided);
             }
-            decided = d;
+            decided = out.decided;
+            pkt.fields = out.fields;
+            pkt.icmp_id = out.icmp_id;
         }
+        let f = pkt.fields;
         // Bridged when the destination MAC is the endpoint's; routed through the gateway
-        // (destination MAC the endpoint's, source MAC the host's) when found by IP.
+        // (destination MAC the endpoint's, source MAC the host's) when found by IP, or by
+        // a NAT binding or port mapping of a host address.
         let by_mac = self.policy.ports.iter().position(|q| q.mac == f.dst_mac);
-        let dest = by_mac.map(|q| (q, *f)).or_else(|| {
-            self.owner_of(f.dst_ip).map(|q| {
-                let mut g = *f;
-                g.dst_mac = self.policy.ports[q].mac;
-                g.src_mac = self.policy.uplink.mac;
-                (q, g)
-            })
-        });
-        let Some((q, fields)) = dest else {
+        let routed = match by_mac {
+            Some(_) => None,
+            None => self.owner_of(f.dst_ip).or_else(|| {
+                if self.policy.uplink.ips.contains(&f.dst_ip) {
+                    self.nat_owner(&f, pkt.icmp_id, now)
+                } else {
+                    None
+                }
+            }),
+        };
+        let dest = match (by_mac, routed) {
+            (Some(q), _) => Some(q),
+            (None, Some(q)) => {
+                pkt.fields.dst_mac = self.policy.ports[q].mac;
+                pkt.fields.src_mac = self.policy.uplink.mac;
+                Some(q)
+            }
+            (None, None) => None,
+        };
+        let Some(q) = dest else {
             return match in_port {
                 Some(_) => RefVerdict {
                     out_port: Some(self.policy.uplink.name.clone()),
                     reason: None,
                     decided,
+                    fields: Some(pkt.fields),
                 },
-                None => RefVerdict {
-                    out_port: None,
-                    reason: Some("no-route"),
-                    decided: None,
-                },
+                None => drop_verdict(Some("no-route"), None),
             };
         };
-        let pkt = &RefPacket { fields, ..*pkt };
-        let (ok, d) = self.traverse(q, Direction::In, pkt);
-        if !ok {
-            return drop_verdict(d);
+        let inb = self.traverse(q, Direction::In, &pkt);
+        if !inb.allowed {
+            return drop_verdict(inb.reason, inb.decided);
         }
         RefVerdict {
             out_port: Some(self.policy.ports[q].name.clone()),
             reason: None,
-            decided: d.or(decided),
+            decided: inb.decided.or(decided),
+            fields: Some(inb.fields),
         }
     }
 }
 
-fn drop_verdict(d: Option<DecisionNames>) -> RefVerdict {
-    let reason = match &d {
-        Some(n) if n.group.is_none() => "acl-default",
-        _ => "acl",
-    };
+fn drop_verdict(reason: Option<&'static str>, d: Option<DecisionNames>) -> RefVerdict {
     RefVerdict {
         out_port: None,
-        reason: Some(reason),
+        reason,
         decided: d,
+        fields: None,
     }
 }
 

@@ -86,6 +86,13 @@ impl Transposition {
     /// outer headers; a `next` that modifies inner headers after an encap cannot be
     /// expressed and is not produced by the pipeline (it composes inner rewrites first).
     pub fn then(&self, next: &Transposition) -> Transposition {
+        // Most flows are rewritten by nothing: don't build a new value for them.
+        if next.is_identity() {
+            return *self;
+        }
+        if self.is_identity() {
+            return *next;
+        }
         let vlan = match next.vlan {
             VlanOp::Keep => self.vlan,
             v => v,
