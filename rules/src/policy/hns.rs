@@ -409,6 +409,9 @@ fn network(r: &mut Reader, n: &Json, index: usize) -> Option<raw::Network> {
         gateway,
         vlan,
         vni,
+        vxlan_port: None,
+        outbound_nat: None,
+        remote_subnet_route: Vec::new(),
     })
 }
 
@@ -631,7 +634,7 @@ pub fn load_hns_json(text: &str, file: &str) -> Result<Policy, PolicyErrors> {
         .enumerate()
         .filter_map(|(i, e)| endpoint(&mut r, e, i).map(|v| Spanned::new(e.span.clone(), v)))
         .collect();
-    let policy = compile::compile(&mut d, host, networks, endpoints);
+    let policy = compile::compile(&mut d, host, networks, endpoints, Vec::new());
     if d.has_errors() {
         Err(d.finish())
     } else {

@@ -313,12 +313,33 @@ pub fn load(text: &str, file: &str) -> Result<Policy, PolicyErrors> {
     let mut host = None;
     let mut networks = Vec::new();
     let mut endpoints = Vec::new();
+    let mut load_balancers = Vec::new();
     for (key, value) in root.into_inner() {
         match key.get_ref().as_ref() {
             "host" => match parse_item::<raw::Host>(value.clone()) {
                 Ok(h) => host = Some(h),
                 Err(e) => diag.error(e.span().unwrap_or(value.span()), "host", e.message()),
             },
+            "load_balancer" => {
+                let Some(items) = value.get_ref().as_array() else {
+                    diag.error(
+                        value.span(),
+                        "load_balancer",
+                        "`load_balancer` must be an array of tables: write `[[load_balancer]]`",
+                    );
+                    continue;
+                };
+                for (i, item) in items.iter().enumerate() {
+                    match parse_item::<raw::LoadBalancer>(item.clone()) {
+                        Ok(lb) => load_balancers.push(lb),
+                        Err(e) => {
+                            let span = e.span().unwrap_or(item.span());
+                            let object = describe("load_balancer", i, item.get_ref(), &span);
+                            diag.error(span, &object, e.message());
+                        }
+                    }
+                }
+            }
             section @ ("network" | "endpoint") => {
                 let Some(items) = value.get_ref().as_array() else {
                     diag.error(
@@ -346,11 +367,13 @@ pub fn load(text: &str, file: &str) -> Result<Policy, PolicyErrors> {
             other => diag.error(
                 key.span(),
                 "file",
-                format!("unknown section `{other}`, expected `host`, `network` or `endpoint`"),
+                format!(
+                    "unknown section `{other}`, expected `host`, `network`, `endpoint` or `load_balancer`"
+                ),
             ),
         }
     }
-    let policy = compile::compile(&mut diag, host, networks, endpoints);
+    let policy = compile::compile(&mut diag, host, networks, endpoints, load_balancers);
     if diag.has_errors() {
         Err(diag.finish())
     } else {
