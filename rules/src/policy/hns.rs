@@ -575,6 +575,7 @@ fn endpoint(r: &mut Reader, e: &Json, index: usize) -> Option<raw::Endpoint> {
 ///
 /// ```
 /// let json = r#"{
+///   "Host": {"IPAddresses": ["198.19.0.10"]},
 ///   "Networks": [{"Name": "nat", "Type": "NAT",
 ///                 "Subnets": [{"AddressPrefix": "198.18.1.0/24", "GatewayAddress": "198.18.1.1"}]}],
 ///   "Endpoints": [{"Name": "web", "VirtualNetworkName": "nat", "MacAddress": "00-15-5D-01-01-0A",

@@ -10,13 +10,14 @@
 //! reported at once, so that one `strata check` run shows everything to fix:
 //!
 //! ```
-//! let text = "[[network]]\nname = \"nat\"\nsubnets = [\"198.18.1.0/24\"]\n\
+//! let text = "[host]\naddresses = [\"198.19.0.10\"]\n\
+//!             [[network]]\nname = \"nat\"\nsubnets = [\"198.18.1.0/24\"]\n\
 //!             [[endpoint]]\nname = \"web\"\nnetwork = \"nat\"\nmac = \"00:15:5d:01:01:0a\"\n\
 //!             ipv4 = \"198.18.2.10\"\n";
 //! let errors = strata_rules::policy::load(text, "p.toml").unwrap_err();
 //! assert_eq!(
 //!     errors.to_string(),
-//!     "p.toml:8:8: endpoint \"web\": ipv4 198.18.2.10 is outside the subnets of network \"nat\" (198.18.1.0/24)"
+//!     "p.toml:10:8: endpoint \"web\": ipv4 198.18.2.10 is outside the subnets of network \"nat\" (198.18.1.0/24)"
 //! );
 //! ```
 //!
