@@ -664,7 +664,7 @@ fn custom_layers_compile_in_file_order() {
     let p = ok(&extra);
     let port = p.port("web").unwrap();
     let names: Vec<&str> = port.layers.iter().map(|l| l.name.as_str()).collect();
-    assert_eq!(names, ["acl", "custom", "second"]);
+    assert_eq!(names, ["acl", "custom", "second", "nat"]);
     let custom = &port.layers[1];
     assert_eq!(custom.defaults.inbound, DefaultPolicy::block_all());
     assert_eq!(custom.defaults.outbound, DefaultPolicy::allow_all());

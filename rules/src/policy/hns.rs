@@ -409,6 +409,9 @@ fn network(r: &mut Reader, n: &Json, index: usize) -> Option<raw::Network> {
         gateway,
         vlan,
         vni,
+        vxlan_port: None,
+        outbound_nat: None,
+        remote_subnet_route: Vec::new(),
     })
 }
 
@@ -572,6 +575,7 @@ fn endpoint(r: &mut Reader, e: &Json, index: usize) -> Option<raw::Endpoint> {
 ///
 /// ```
 /// let json = r#"{
+///   "Host": {"IPAddresses": ["198.19.0.10"]},
 ///   "Networks": [{"Name": "nat", "Type": "NAT",
 ///                 "Subnets": [{"AddressPrefix": "198.18.1.0/24", "GatewayAddress": "198.18.1.1"}]}],
 ///   "Endpoints": [{"Name": "web", "VirtualNetworkName": "nat", "MacAddress": "00-15-5D-01-01-0A",
@@ -631,7 +635,7 @@ pub fn load_hns_json(text: &str, file: &str) -> Result<Policy, PolicyErrors> {
         .enumerate()
         .filter_map(|(i, e)| endpoint(&mut r, e, i).map(|v| Spanned::new(e.span.clone(), v)))
         .collect();
-    let policy = compile::compile(&mut d, host, networks, endpoints);
+    let policy = compile::compile(&mut d, host, networks, endpoints, Vec::new());
     if d.has_errors() {
         Err(d.finish())
     } else {
