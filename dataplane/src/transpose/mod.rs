@@ -6,6 +6,8 @@
 //! applies that single rewrite. `apply_fields` gives what the following layers see;
 //! the byte-level rewrite (with incremental checksums) lives in [`bytes`].
 
+pub mod bytes;
+
 use std::net::IpAddr;
 
 use strata_rules::model::{Fields, Mac, proto};
@@ -99,7 +101,11 @@ impl Transposition {
             src_port: next.src_port.or(self.src_port),
             dst_port: next.dst_port.or(self.dst_port),
             vlan,
-            encap: if next.decap { None } else { next.encap.or(self.encap) },
+            encap: if next.decap {
+                None
+            } else {
+                next.encap.or(self.encap)
+            },
         }
     }
 

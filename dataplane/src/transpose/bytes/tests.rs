@@ -1,0 +1,687 @@
+//! Every rewrite on crafted frames, each checksum checked by full recomputation (the
+//! incremental result must equal it bit for bit), and property tests of composition,
+//! NAT round trips and encap/decap.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::*;
+use crate::packet::testutil as tu;
+
+pub(crate) const IPV4: u16 = 0x0800;
+pub(crate) const IPV6: u16 = 0x86dd;
+
+/// The L4 checksum a full computation gives for the parsed frame (the field counted as
+/// zero), or `None` when there is none to check: no L4 header, a fragment (the checksum
+/// covers the reassembled datagram), a truncated frame, a protocol without one.
+fn full_l4(f: &[u8], p: &Parsed) -> Option<(usize, u16)> {
+    if p.fragment != Fragment::None || p.truncated {
+        return None;
+    }
+    let l4 = p.l4_offset? as usize;
+    let end = p.l3_end as usize;
+    let (field, pseudo) = match p.fields.protocol {
+        proto::TCP => (tcp::field::CHECKSUM, true),
+        proto::UDP => (udp::field::CHECKSUM, true),
+        proto::ICMPV6 => (icmp::field::CHECKSUM, true),
+        proto::ICMP => (icmp::field::CHECKSUM, false),
+        _ => return None,
+    };
+    let mut seg = f[l4..end].to_vec();
+    seg[field..field + 2].fill(0);
+    let mut acc = 0;
+    if pseudo {
+        let (s, n) = p.src_ip_offset().unwrap();
+        let (d, _) = p.dst_ip_offset().unwrap();
+        acc = checksum::sum(acc, &f[s..s + n]);
+        acc = checksum::sum(acc, &f[d..d + n]);
+        acc = checksum::sum(acc, &(seg.len() as u32).to_be_bytes());
+        acc = checksum::sum(acc, &[0, 0, 0, p.fields.protocol]);
+    }
+    acc = checksum::sum(acc, &seg);
+    let mut c = checksum::finish(acc);
+    if p.fields.protocol == proto::UDP && c == 0 {
+        c = 0xffff;
+    }
+    Some((l4 + field, c))
+}
+
+/// Sets every checksum of a crafted frame (IPv4 header and L4) by full computation.
+/// `udp_zero`: leave a UDP-over-IPv4 checksum at 0 ("none").
+pub(crate) fn fix(f: &mut [u8], udp_zero: bool) {
+    let p = packet::parse(f).unwrap();
+    if let Some(off) = p.ipv4_checksum_offset() {
+        let l3 = p.l3_offset as usize;
+        let ihl = usize::from(f[l3] & 0x0f) * 4;
+        f[off..off + 2].fill(0);
+        let c = checksum::finish(checksum::sum(0, &f[l3..l3 + ihl]));
+        f[off..off + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    if udp_zero && p.is_ipv4() && p.fields.protocol == proto::UDP {
+        return;
+    }
+    if let Some((off, c)) = full_l4(f, &p) {
+        f[off..off + 2].copy_from_slice(&c.to_be_bytes());
+    }
+}
+
+/// Asserts that every checksum of `f` equals its full recomputation (UDP over IPv4: 0
+/// allowed), recursing into VXLAN.
+pub(crate) fn verify(f: &[u8]) {
+    let p = packet::parse(f).unwrap_or_else(|e| panic!("{e}: {f:02x?}"));
+    if p.is_ipv4() {
+        assert!(
+            ipv4::header_checksum_ok(f, p.l3_offset as usize),
+            "IPv4 header checksum"
+        );
+    }
+    if let Some((off, c)) = full_l4(f, &p) {
+        let stored = u16::from_be_bytes([f[off], f[off + 1]]);
+        let none = p.is_ipv4() && p.fields.protocol == proto::UDP && stored == 0;
+        assert!(
+            none || stored == c,
+            "L4 checksum {stored:#06x}, full {c:#06x}: {f:02x?}"
+        );
+    }
+    if let Some(vx) = vxlan_of(f, &p, &[VXLAN_PORT]) {
+        verify(&f[vx.inner_offset..p.l3_end as usize]);
+    }
+}
+
+pub(crate) fn v4(a: [u8; 4]) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(a))
+}
+
+pub(crate) fn v6(last: u16) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last))
+}
+
+/// IPv6 with the given addresses.
+pub(crate) fn ipv6_pkt(next: u8, src: IpAddr, dst: IpAddr, payload: &[u8]) -> Vec<u8> {
+    let mut h = tu::ipv6(next, payload);
+    let (IpAddr::V6(s), IpAddr::V6(d)) = (src, dst) else {
+        panic!("IPv6 addresses")
+    };
+    h[8..24].copy_from_slice(&s.octets());
+    h[24..40].copy_from_slice(&d.octets());
+    h
+}
+
+/// Crafted frames with correct checksums: every L4 over both families.
+pub(crate) fn frames() -> Vec<(&'static str, Vec<u8>)> {
+    let payload = b"some payload, odd length";
+    let tcp = tu::tcp(
+        40000,
+        80,
+        0x18,
+        &[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2],
+        payload,
+    );
+    let udp = tu::udp(5353, 53, payload);
+    let echo4 = tu::icmp(8, 0, &[0x12, 0x34, 0, 1, 0xaa, 0xbb, 0xcc]);
+    let echo6 = tu::icmp(128, 0, &[0x12, 0x34, 0, 1, 0xaa, 0xbb, 0xcc]);
+    let (s6, d6) = (v6(1), v6(2));
+    let mut out = vec![
+        ("tcp4", tu::eth(IPV4, &[], &tu::ipv4(6, &tcp))),
+        ("udp4", tu::eth(IPV4, &[], &tu::ipv4(17, &udp))),
+        ("icmp4", tu::eth(IPV4, &[], &tu::ipv4(1, &echo4))),
+        ("tcp6", tu::eth(IPV6, &[], &ipv6_pkt(6, s6, d6, &tcp))),
+        ("udp6", tu::eth(IPV6, &[], &ipv6_pkt(17, s6, d6, &udp))),
+        ("icmp6", tu::eth(IPV6, &[], &ipv6_pkt(58, s6, d6, &echo6))),
+        (
+            "tcp4-vlan",
+            tu::eth(IPV4, &[(0x8100, 0x2007)], &tu::ipv4(6, &tcp)),
+        ),
+        (
+            "udp6-qinq",
+            tu::eth(
+                IPV6,
+                &[(0x88a8, 100), (0x8100, 7)],
+                &ipv6_pkt(17, s6, d6, &udp),
+            ),
+        ),
+    ];
+    for (_, f) in &mut out {
+        fix(f, false);
+    }
+    let mut z = tu::eth(IPV4, &[], &tu::ipv4(17, &udp));
+    fix(&mut z, true);
+    out.push(("udp4-nocsum", z));
+    out
+}
+
+fn run(t: &Transposition, f: &[u8]) -> Result<Vec<u8>, TransposeError> {
+    let p = packet::parse(f).unwrap();
+    let mut b = PacketBuf::with_headroom(f, DEFAULT_HEADROOM);
+    apply(t, &mut b, &p)?;
+    Ok(b.as_slice().to_vec())
+}
+
+fn nat(src_ip: Option<IpAddr>, port: Option<u16>) -> Transposition {
+    Transposition {
+        src_ip,
+        src_port: port,
+        ..Transposition::NONE
+    }
+}
+
+fn same_family(f: &[u8], v4a: [u8; 4], v6a: u16) -> IpAddr {
+    if packet::parse(f).unwrap().is_ipv4() {
+        v4(v4a)
+    } else {
+        v6(v6a)
+    }
+}
+
+#[test]
+fn packet_buf_operations() {
+    let mut b = PacketBuf::with_headroom(&[1, 2, 3, 4, 5, 6], 4);
+    assert_eq!((b.len(), b.headroom()), (6, 4));
+    b.prepend(2).copy_from_slice(&[9, 9]);
+    assert_eq!(b.as_slice(), &[9, 9, 1, 2, 3, 4, 5, 6]);
+    b.strip_front(2);
+    b.insert(2, 2).copy_from_slice(&[7, 7]);
+    assert_eq!(b.as_slice(), &[1, 2, 7, 7, 3, 4, 5, 6]);
+    b.remove(2, 2);
+    assert_eq!(b.as_slice(), &[1, 2, 3, 4, 5, 6]);
+    // Beyond the headroom: grows, keeps the frame.
+    b.prepend(10).fill(0xee);
+    assert_eq!(&b.as_slice()[10..], &[1, 2, 3, 4, 5, 6]);
+    b.strip_front(100);
+    assert!(b.is_empty());
+    let mut c = PacketBuf::from_vec(vec![1, 2, 3]);
+    c.insert(1, 1)[0] = 5;
+    c.remove(10, 1);
+    c.truncate(3);
+    assert_eq!(c.into_vec(), vec![1, 5, 2]);
+}
+
+#[test]
+fn headroom_suffices_without_reallocation() {
+    let (_, f) = &frames()[0];
+    let p = packet::parse(f).unwrap();
+    let mut b = PacketBuf::with_headroom(f, DEFAULT_HEADROOM);
+    let before = b.buf.as_ptr();
+    let t = Transposition {
+        vlan: VlanOp::Push(5),
+        encap: Some(encap6()),
+        ..nat(Some(v4([192, 0, 2, 1])), Some(1))
+    };
+    apply(&t, &mut b, &p).unwrap();
+    assert_eq!(b.buf.as_ptr(), before);
+    verify(b.as_slice());
+}
+
+#[test]
+fn address_and_port_rewrites_keep_checksums_exact() {
+    for (name, f) in frames() {
+        for t in [
+            nat(Some(same_family(&f, [192, 0, 2, 7], 0xbeef)), Some(61000)),
+            Transposition {
+                dst_ip: Some(same_family(&f, [198, 51, 100, 9], 0x99)),
+                dst_port: Some(8080),
+                src_mac: Some(Mac([2, 1, 2, 3, 4, 5])),
+                dst_mac: Some(Mac([2, 9, 9, 9, 9, 9])),
+                ..Transposition::NONE
+            },
+            nat(None, Some(7)),
+        ] {
+            let out = run(&t, &f).unwrap();
+            verify(&out);
+            let p = packet::parse(&out).unwrap();
+            let q = packet::parse(&f).unwrap();
+            let (want, id) = t.apply_fields(&q.fields, q.icmp_id);
+            let mut got = p.fields;
+            got.vni = want.vni;
+            assert_eq!(got, want, "{name}");
+            assert_eq!(p.icmp_id, id, "{name}");
+            if name == "udp4-nocsum" {
+                assert_eq!(&out[40..42], &[0, 0], "a zero UDP checksum stays zero");
+            }
+        }
+    }
+}
+
+#[test]
+fn family_mismatch_and_non_ip_are_errors_and_leave_the_frame() {
+    let (_, f) = &frames()[0];
+    let t = nat(Some(v6(1)), None);
+    assert_eq!(run(&t, f), Err(TransposeError::AddressFamily));
+    let arp = tu::eth(
+        0x0806,
+        &[],
+        &[
+            0, 1, 8, 0, 6, 4, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ],
+    );
+    assert_eq!(
+        run(&nat(Some(v4([1, 2, 3, 4])), None), &arp),
+        Err(TransposeError::NotIp)
+    );
+    // A MAC rewrite of a non-IP frame is fine.
+    let t = Transposition {
+        src_mac: Some(Mac([2, 0, 0, 0, 0, 1])),
+        ..Transposition::NONE
+    };
+    assert_eq!(&run(&t, &arp).unwrap()[6..12], &[2, 0, 0, 0, 0, 1]);
+    let bad = Encap {
+        src_ip: v4([1, 1, 1, 1]),
+        ..encap6()
+    };
+    let t = Transposition {
+        encap: Some(bad),
+        ..Transposition::NONE
+    };
+    assert_eq!(run(&t, f), Err(TransposeError::AddressFamily));
+    let big = tu::eth(IPV4, &[], &tu::ipv4(17, &tu::udp(1, 2, &vec![0; 65_480])));
+    let t = Transposition {
+        encap: Some(encap4()),
+        ..Transposition::NONE
+    };
+    assert!(matches!(run(&t, &big), Err(TransposeError::TooLong)));
+}
+
+#[test]
+fn non_first_fragments_get_addresses_only() {
+    let data = [0xabu8; 24];
+    let mut f = tu::eth(
+        IPV4,
+        &[],
+        &tu::ipv4_full(17, [10, 0, 0, 1], [10, 0, 0, 2], &[], 0x0003, &data),
+    );
+    fix(&mut f, false);
+    let out = run(&nat(Some(v4([192, 0, 2, 1])), Some(9)), &f).unwrap();
+    verify(&out);
+    assert_eq!(&out[26..30], &[192, 0, 2, 1]);
+    assert_eq!(&out[34..], &data, "fragment data untouched");
+    // The first fragment's L4 checksum (over the whole datagram) is patched.
+    let mut first = tu::eth(
+        IPV4,
+        &[],
+        &tu::ipv4_full(
+            6,
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+            &[],
+            0x2000,
+            &tu::tcp(1, 2, 2, &[], b"x"),
+        ),
+    );
+    fix(&mut first, false);
+    let before = u16::from_be_bytes([first[50], first[51]]);
+    let out = run(&nat(Some(v4([192, 0, 2, 1])), Some(9)), &first).unwrap();
+    assert_ne!(before, u16::from_be_bytes([out[50], out[51]]));
+}
+
+#[test]
+fn truncated_frames_get_the_checksum_of_their_original() {
+    for (name, f) in frames() {
+        let t = Transposition {
+            dst_ip: Some(same_family(&f, [203, 0, 113, 5], 0x77)),
+            src_port: Some(1),
+            ..Transposition::NONE
+        };
+        let full = run(&t, &f).unwrap();
+        let p = packet::parse(&f).unwrap();
+        let cut = (p.payload_offset as usize + 1).max(p.l4_offset.unwrap() as usize + 8);
+        let q = packet::parse_captured(&f[..cut], f.len() as u32).unwrap();
+        let mut b = PacketBuf::with_headroom(&f[..cut], 0);
+        apply(&t, &mut b, &q).unwrap();
+        assert_eq!(b.as_slice(), &full[..cut], "{name}");
+        // And encapsulation counts the missing bytes in its lengths.
+        let t = Transposition {
+            encap: Some(encap4()),
+            ..t
+        };
+        let mut b = PacketBuf::with_headroom(&f[..cut], DEFAULT_HEADROOM);
+        apply(&t, &mut b, &q).unwrap();
+        let total = u16::from_be_bytes([b.as_slice()[16], b.as_slice()[17]]) as usize;
+        assert_eq!(total, 20 + 16 + f.len(), "{name}");
+    }
+}
+
+#[test]
+fn vlan_push_retag_pop() {
+    let (_, f) = &frames()[0];
+    let push = Transposition {
+        vlan: VlanOp::Push(0x123),
+        ..Transposition::NONE
+    };
+    let tagged = run(&push, f).unwrap();
+    assert_eq!(&tagged[12..16], &[0x81, 0x00, 0x01, 0x23]);
+    assert_eq!(&tagged[16..], &f[12..]);
+    assert_eq!(&tagged[..12], &f[..12]);
+    verify(&tagged);
+    // Retag: the innermost tag becomes 802.1Q with that VID, priority 0 (as a pop
+    // then a push would leave it).
+    let (_, g) = &frames()[6];
+    let retag = run(
+        &Transposition {
+            vlan: VlanOp::Push(9),
+            ..push
+        },
+        g,
+    )
+    .unwrap();
+    assert_eq!(&retag[12..16], &[0x81, 0x00, 0x00, 0x09]);
+    let pop = Transposition {
+        vlan: VlanOp::Pop,
+        ..Transposition::NONE
+    };
+    assert_eq!(&run(&pop, &tagged).unwrap(), f);
+    assert_eq!(&run(&pop, f).unwrap(), f, "pop of an untagged frame");
+    // QinQ: the inner VID is set; pop removes the outer tag.
+    let (_, q) = &frames()[7];
+    let r = run(
+        &Transposition {
+            vlan: VlanOp::Push(42),
+            ..push
+        },
+        q,
+    )
+    .unwrap();
+    assert_eq!(packet::parse(&r).unwrap().fields.vlan, Some(42));
+    assert_eq!(packet::parse(&r).unwrap().outer_vlan, Some(100));
+    let r = run(&pop, q).unwrap();
+    let pr = packet::parse(&r).unwrap();
+    assert_eq!((pr.vlan_count, pr.fields.vlan), (1, Some(7)));
+}
+
+pub(crate) fn encap4() -> Encap {
+    Encap {
+        src_mac: Mac([2, 0xaa, 0, 0, 0, 1]),
+        dst_mac: Mac([2, 0xbb, 0, 0, 0, 2]),
+        src_ip: v4([172, 16, 0, 1]),
+        dst_ip: v4([172, 16, 0, 2]),
+        udp_src: 49152,
+        udp_dst: VXLAN_PORT,
+        vni: 0x12_3456,
+    }
+}
+
+pub(crate) fn encap6() -> Encap {
+    Encap {
+        src_ip: v6(0xa1),
+        dst_ip: v6(0xa2),
+        udp_src: 50001,
+        ..encap4()
+    }
+}
+
+#[test]
+fn encap_and_decap() {
+    for (name, f) in frames() {
+        for e in [encap4(), encap6()] {
+            let t = Transposition {
+                encap: Some(e),
+                ..Transposition::NONE
+            };
+            let out = run(&t, &f).unwrap();
+            verify(&out);
+            let p = packet::parse(&out).unwrap();
+            assert_eq!(p.fields.dst_port, VXLAN_PORT);
+            assert_eq!(p.fields.src_ip, e.src_ip);
+            assert_eq!(p.ttl, 64);
+            let vx = vxlan_of(&out, &p, &[VXLAN_PORT]).unwrap();
+            assert_eq!(vx.vni, 0x12_3456);
+            assert_eq!(&out[vx.inner_offset..], &f[..], "{name}");
+            if p.is_ipv4() {
+                assert_eq!(&out[20..22], &[0x40, 0], "DF, fragment offset 0");
+                assert_eq!(&out[40..42], &[0, 0], "no UDP checksum over IPv4");
+            }
+            let d = Transposition {
+                decap: true,
+                ..Transposition::NONE
+            };
+            assert_eq!(run(&d, &out).unwrap(), f, "{name}");
+            // Decap, NAT the inner frame, re-encap: one transposition.
+            let t = Transposition {
+                decap: true,
+                src_port: Some(999),
+                vlan: VlanOp::Push(3),
+                encap: Some(encap6()),
+                ..Transposition::NONE
+            };
+            let again = run(&t, &out).unwrap();
+            verify(&again);
+            // Ethernet padding after the outer packet is not part of the inner frame.
+            let mut padded = out.clone();
+            padded.extend_from_slice(&[0; 7]);
+            assert_eq!(run(&d, &padded).unwrap(), f, "{name} padded");
+        }
+    }
+}
+
+#[test]
+fn decap_of_a_non_vxlan_frame_is_an_error() {
+    let d = Transposition {
+        decap: true,
+        ..Transposition::NONE
+    };
+    for (_, f) in frames() {
+        assert_eq!(run(&d, &f), Err(TransposeError::NotVxlan));
+    }
+    // VXLAN without the I flag.
+    let e = Transposition {
+        encap: Some(encap4()),
+        ..Transposition::NONE
+    };
+    let mut out = run(&e, &frames()[0].1).unwrap();
+    out[42] = 0;
+    assert_eq!(run(&d, &out), Err(TransposeError::NotVxlan));
+    // VXLAN whose inner frame is broken.
+    let mut out = run(&e, &frames()[0].1).unwrap();
+    out[50 + 14] = 0x75;
+    assert!(matches!(run(&d, &out), Err(TransposeError::Inner(_))));
+}
+
+#[test]
+fn sctp_port_rewrite_recomputes_the_crc() {
+    let mut s = vec![0u8; 12];
+    s[..2].copy_from_slice(&5000u16.to_be_bytes());
+    s[2..4].copy_from_slice(&5001u16.to_be_bytes());
+    s.extend_from_slice(&[1, 0, 0, 4]);
+    sctp_fix_crc(&mut s);
+    let f = tu::eth(IPV4, &[], &tu::ipv4(132, &s));
+    let out = run(&nat(None, Some(7000)), &f).unwrap();
+    let mut seg = out[34..].to_vec();
+    let crc = seg[8..12].to_vec();
+    sctp_fix_crc(&mut seg);
+    assert_eq!(crc, &seg[8..12]);
+    assert_eq!(&out[34..36], &7000u16.to_be_bytes());
+}
+
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn frame_index() -> impl Strategy<Value = usize> {
+        0..frames().len()
+    }
+
+    /// A transposition without decap or encap for a frame of `v6` family.
+    fn inner_t(v6f: bool) -> impl Strategy<Value = Transposition> {
+        let ip = move |x: u32| {
+            if v6f {
+                IpAddr::V6(Ipv6Addr::from(u128::from(x) | (0x2001u128 << 112)))
+            } else {
+                IpAddr::V4(Ipv4Addr::from(x))
+            }
+        };
+        (
+            proptest::option::of(any::<[u8; 6]>()),
+            proptest::option::of(any::<[u8; 6]>()),
+            proptest::option::of(any::<u32>()),
+            proptest::option::of(any::<u32>()),
+            proptest::option::of(any::<u16>()),
+            proptest::option::of(any::<u16>()),
+            prop_oneof![
+                Just(VlanOp::Keep),
+                Just(VlanOp::Pop),
+                (1u16..4095).prop_map(VlanOp::Push)
+            ],
+        )
+            .prop_map(move |(sm, dm, s, d, sp, dp, vlan)| Transposition {
+                src_mac: sm.map(Mac),
+                dst_mac: dm.map(Mac),
+                src_ip: s.map(ip),
+                dst_ip: d.map(ip),
+                src_port: sp,
+                dst_port: dp,
+                vlan,
+                ..Transposition::NONE
+            })
+    }
+
+    /// A frame and two transpositions for it. For ICMP echo the identifier is rewritten
+    /// with `src_port.or(dst_port)` (as `apply_fields` does), which `then` does not
+    /// compose (a's src_port would hide b's dst_port): echo frames get `src_port` only.
+    fn case() -> impl Strategy<Value = (usize, Transposition, Transposition)> {
+        frame_index().prop_flat_map(|i| {
+            let p = packet::parse(&frames()[i].1).unwrap();
+            let echo = p.icmp_id.is_some();
+            let fix = move |t: Transposition| Transposition {
+                dst_port: if echo { None } else { t.dst_port },
+                ..t
+            };
+            (
+                Just(i),
+                inner_t(!p.is_ipv4()).prop_map(fix),
+                inner_t(!p.is_ipv4()).prop_map(fix),
+            )
+        })
+    }
+
+    fn seq(ts: &[Transposition], f: &[u8]) -> Vec<u8> {
+        let mut b = PacketBuf::with_headroom(f, DEFAULT_HEADROOM);
+        for t in ts {
+            let p = packet::parse(b.as_slice()).unwrap();
+            apply(t, &mut b, &p).unwrap();
+        }
+        b.as_slice().to_vec()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// Composition: one composite rewrite is the two in a row. On a QinQ frame two
+        /// VLAN operations do not compose (pop then pop removes both tags, `then` gives
+        /// one pop; pop then push replaces the inner tag and drops the outer one).
+        #[test]
+        fn then_is_sequential((i, a, b) in case()) {
+            let (name, f) = &frames()[i];
+            prop_assume!(!(name.contains("qinq") && a.vlan != VlanOp::Keep && b.vlan != VlanOp::Keep));
+            let one = seq(&[a.then(&b)], f);
+            prop_assert_eq!(&one, &seq(&[a, b], f), "{}", name);
+            verify(&one);
+        }
+
+        /// Inner rewrites then an encapsulation; decap with rewrites then re-encap.
+        #[test]
+        fn then_with_encap_and_decap((i, a, b) in case(), six in any::<bool>()) {
+            let (name, f) = &frames()[i];
+            prop_assume!(!(name.contains("qinq") && a.vlan != VlanOp::Keep && b.vlan != VlanOp::Keep));
+            let e = if six { encap6() } else { encap4() };
+            let b = Transposition { encap: Some(e), ..b };
+            let one = seq(&[a.then(&b)], f);
+            prop_assert_eq!(&one, &seq(&[a, b], f));
+            verify(&one);
+            let a2 = Transposition { decap: true, ..a };
+            let one2 = seq(&[a2.then(&b)], &one);
+            prop_assert_eq!(&one2, &seq(&[a2, b], &one));
+            verify(&one2);
+        }
+
+        /// NAT there and back gives the original bytes, checksums included.
+        #[test]
+        fn nat_round_trip((i, a, _b) in case()) {
+            let (_, f) = &frames()[i];
+            let p = packet::parse(f).unwrap();
+            let fwd = Transposition { vlan: VlanOp::Keep, ..a };
+            let back = Transposition {
+                src_mac: fwd.src_mac.map(|_| p.fields.src_mac),
+                dst_mac: fwd.dst_mac.map(|_| p.fields.dst_mac),
+                src_ip: fwd.src_ip.map(|_| p.fields.src_ip),
+                dst_ip: fwd.dst_ip.map(|_| p.fields.dst_ip),
+                src_port: fwd.src_port.map(|_| p.icmp_id.unwrap_or(p.fields.src_port)),
+                dst_port: fwd.dst_port.map(|_| p.icmp_id.unwrap_or(p.fields.dst_port)),
+                ..Transposition::NONE
+            };
+            // ICMP echo: one identifier plays both ports, src_port first.
+            let back = if p.icmp_id.is_some() && fwd.src_port.or(fwd.dst_port).is_some() {
+                Transposition { src_port: p.icmp_id, dst_port: None, ..back }
+            } else {
+                back
+            };
+            let there = seq(&[fwd], f);
+            verify(&there);
+            prop_assert_eq!(&seq(&[back], &there), f);
+        }
+
+        /// Encapsulation then decapsulation restores the inner frame.
+        #[test]
+        fn encap_decap_round_trip((i, a, _b) in case(), six in any::<bool>(), vni in 0u32..(1 << 24), sport in any::<u16>()) {
+            let (_, f) = &frames()[i];
+            let inner = seq(&[a], f);
+            let e = Encap { vni, udp_src: sport, ..if six { encap6() } else { encap4() } };
+            let out = seq(&[Transposition { encap: Some(e), ..Transposition::NONE }], &inner);
+            verify(&out);
+            let p = packet::parse(&out).unwrap();
+            prop_assert_eq!(vxlan_of(&out, &p, &[VXLAN_PORT]).map(|v| v.vni), Some(vni));
+            let back = seq(&[Transposition { decap: true, ..Transposition::NONE }], &out);
+            prop_assert_eq!(back, inner);
+        }
+    }
+}
+
+#[test]
+fn vxlan_corpus_inner_frames_parse() {
+    use crate::capture::CaptureReader;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/pcaps/tcpdump/");
+    let files = [
+        ("vxlan.pcap", &[VXLAN_PORT][..]),
+        ("vxlan_port_8472.pcap", &[8472][..]),
+        ("gso-ipv4-vxlan-ipv4.pcap", &[VXLAN_PORT][..]),
+        ("gso-ipv6-vxlan-ipv6.pcap", &[VXLAN_PORT][..]),
+    ];
+    for (name, ports) in files {
+        let path = format!("{dir}{name}");
+        if !std::path::Path::new(&path).exists() {
+            eprintln!("skipping {name}: corpus not found at {path}");
+            continue;
+        }
+        let mut found = 0;
+        for fr in CaptureReader::open(&path).unwrap().flatten() {
+            let Ok(p) = packet::parse_captured(&fr.data, fr.orig_len) else {
+                continue;
+            };
+            let Some(vx) = vxlan_of(&fr.data, &p, ports) else {
+                continue;
+            };
+            found += 1;
+            let q = parse_inner(&fr.data, &p, &vx).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(
+                matches!(q.kind, FrameKind::Ip | FrameKind::Arp(_)),
+                "{name}: {q:?}"
+            );
+            // Decap through `apply` gives the same inner frame.
+            let mut b = PacketBuf::with_headroom(&fr.data, 0);
+            let d = Transposition {
+                decap: true,
+                ..Transposition::NONE
+            };
+            apply(&d, &mut b, &p).unwrap();
+            let end = (p.l3_end as usize).min(fr.data.len());
+            assert_eq!(b.as_slice(), &fr.data[vx.inner_offset..end]);
+        }
+        assert!(found > 0, "{name}: no VXLAN frame found");
+        if name == "vxlan.pcap" {
+            // The same frames on another port are not VXLAN to us.
+            for fr in CaptureReader::open(&path).unwrap().flatten() {
+                if let Ok(p) = packet::parse_captured(&fr.data, fr.orig_len) {
+                    assert!(vxlan_of(&fr.data, &p, &[8472]).is_none());
+                }
+            }
+        }
+    }
+}
