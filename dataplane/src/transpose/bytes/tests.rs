@@ -4,6 +4,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use strata_rules::model::Mac;
+
 use super::*;
 use crate::packet::testutil as tu;
 
