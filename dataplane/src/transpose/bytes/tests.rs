@@ -687,3 +687,181 @@ fn vxlan_corpus_inner_frames_parse() {
         }
     }
 }
+
+/// An ICMP error from `from` to the frame's sender quoting `orig`'s IP packet (cut to
+/// `quote` bytes), with a correct checksum.
+fn icmp_error(orig: &[u8], icmp_type: u8, code: u8, from: IpAddr, quote: usize) -> Vec<u8> {
+    let p = packet::parse(orig).unwrap();
+    let l3 = p.l3_offset as usize;
+    let q = &orig[l3..(l3 + quote).min(orig.len())];
+    let mut m = vec![icmp_type, code, 0, 0, 0, 0, 0, 0];
+    m.extend_from_slice(q);
+    let mut f = if p.is_ipv4() {
+        let IpAddr::V4(a) = from else { panic!() };
+        let IpAddr::V4(to) = p.fields.src_ip else {
+            panic!()
+        };
+        tu::eth(
+            IPV4,
+            &[],
+            &tu::ipv4_full(1, a.octets(), to.octets(), &[], 0, &m),
+        )
+    } else {
+        tu::eth(IPV6, &[], &ipv6_pkt(58, from, p.fields.src_ip, &m))
+    };
+    fix(&mut f, false);
+    f
+}
+
+/// Checks the quoted IPv4 header checksum, and, when the quote is the whole packet, the
+/// quoted L4 checksum.
+fn verify_quote(f: &[u8], whole: bool) {
+    let p = packet::parse(f).unwrap();
+    let inner = icmp_error_inner(f, &p).unwrap();
+    if inner.ip_version == 4 {
+        assert!(ipv4::header_checksum_ok(f, inner.l3_offset));
+    }
+    if whole {
+        let ethertype = if inner.ip_version == 4 { IPV4 } else { IPV6 };
+        verify(&tu::eth(ethertype, &[], &f[inner.l3_offset..inner.end]));
+    }
+}
+
+#[test]
+fn icmp_errors_quote_and_translate() {
+    for (name, orig) in frames() {
+        if name.contains("vlan") || name.contains("qinq") {
+            continue;
+        }
+        let p = packet::parse(&orig).unwrap();
+        let v6f = !p.is_ipv4();
+        // The packet as it left after SNAT to 192.0.2.1:4444 / [2001:db8::99]:4444.
+        let public = if v6f { v6(0x99) } else { v4([192, 0, 2, 1]) };
+        let snat = nat(Some(public), Some(4444));
+        let sent = run(&snat, &orig).unwrap();
+        let router = if v6f {
+            v6(0xfe)
+        } else {
+            v4([203, 0, 113, 254])
+        };
+        let (t, c) = if v6f { (1, 4) } else { (3, 3) };
+        // IP header and 8 bytes (RFC 792), a bit more, the whole packet.
+        let ip_hdr = if v6f { 40 } else { 20 };
+        for quote in [ip_hdr + 8, ip_hdr + 28, 2000] {
+            let err = icmp_error(&sent, t, c, router, quote);
+            let ep = packet::parse(&err).unwrap();
+            let inner = icmp_error_inner(&err, &ep).unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(inner.src_ip, public, "{name}");
+            assert_eq!(inner.dst_ip, p.fields.dst_ip, "{name}");
+            assert_eq!(inner.protocol, p.fields.protocol);
+            let q_l4 = inner.l4_offset.unwrap();
+            if inner.end >= q_l4 + 8 {
+                if p.icmp_id.is_some() {
+                    assert!(inner.icmp_echo);
+                    assert_eq!(inner.src_port, 4444);
+                } else {
+                    assert_eq!((inner.src_port, inner.dst_port), (4444, p.fields.dst_port));
+                }
+            }
+            // Un-NAT: the outer destination back to the private address, and the quote's
+            // source too.
+            let mut b = PacketBuf::with_headroom(&err, 0);
+            let back = Transposition {
+                dst_ip: Some(p.fields.src_ip),
+                ..Transposition::NONE
+            };
+            apply(&back, &mut b, &ep).unwrap();
+            let ep2 = packet::parse(b.as_slice()).unwrap();
+            let port = p.icmp_id.unwrap_or(p.fields.src_port);
+            translate_icmp_error(&mut b, &ep2, Some((p.fields.src_ip, port)), None).unwrap();
+            verify(b.as_slice());
+            verify_quote(b.as_slice(), quote == 2000);
+            // The quote is now the original packet.
+            let out = b.as_slice();
+            let l3 = p.l3_offset as usize;
+            let n = inner.end - inner.l3_offset;
+            assert_eq!(
+                &out[inner.l3_offset..inner.end],
+                &orig[l3..l3 + n],
+                "{name} {quote}"
+            );
+        }
+        // Not an error: an echo or a plain packet.
+        assert!(icmp_error_inner(&orig, &p).is_none());
+        let mut b = PacketBuf::with_headroom(&orig, 0);
+        assert_eq!(
+            translate_icmp_error(&mut b, &p, None, None),
+            Err(TransposeError::NotIcmpError)
+        );
+    }
+}
+
+#[test]
+fn icmp_too_big_replies() {
+    let gw = Mac([2, 0x99, 0, 0, 0, 1]);
+    for (name, f) in frames() {
+        let p = packet::parse(&f).unwrap();
+        let from = if p.is_ipv4() {
+            v4([10, 0, 0, 254])
+        } else {
+            v6(0xfe)
+        };
+        let r = icmp_too_big(&f, &p, 1400, gw, from).unwrap_or_else(|| panic!("{name}"));
+        verify(&r);
+        let q = packet::parse(&r).unwrap();
+        assert_eq!(q.fields.dst_mac, p.fields.src_mac);
+        assert_eq!(q.fields.src_mac, gw);
+        assert_eq!(q.fields.vlan, p.fields.vlan, "{name}: same VLAN");
+        assert_eq!(q.fields.src_ip, from);
+        assert_eq!(q.fields.dst_ip, p.fields.src_ip);
+        let l4 = q.l4_offset.unwrap() as usize;
+        if p.is_ipv4() {
+            assert_eq!(q.fields.icmp, Some((3, 4)));
+            assert_eq!(&r[l4 + 6..l4 + 8], &1400u16.to_be_bytes());
+        } else {
+            assert_eq!(q.fields.icmp, Some((2, 0)));
+            assert_eq!(&r[l4 + 4..l4 + 8], &1400u32.to_be_bytes());
+        }
+        let inner = icmp_error_inner(&r, &q).unwrap();
+        assert_eq!(
+            &r[inner.l3_offset..],
+            &f[p.l3_offset as usize..],
+            "{name}: whole quote"
+        );
+        // Never an error about an error.
+        assert!(icmp_too_big(&r, &q, 1280, gw, from).is_none());
+        // Nor with an address of the other family.
+        let other = if p.is_ipv4() { v6(1) } else { v4([1, 1, 1, 1]) };
+        assert!(icmp_too_big(&f, &p, 1400, gw, other).is_none());
+    }
+    // Long packets: the quote is cut at 576 (IPv4) and 1280 (IPv6) bytes in all.
+    let big4 = tu::eth(IPV4, &[], &tu::ipv4(17, &tu::udp(1, 2, &[7; 1400])));
+    let p = packet::parse(&big4).unwrap();
+    let r = icmp_too_big(&big4, &p, 1300, gw, v4([10, 0, 0, 254])).unwrap();
+    assert_eq!(r.len(), 14 + 576);
+    verify(&r);
+    let big6 = tu::eth(
+        IPV6,
+        &[],
+        &ipv6_pkt(17, v6(1), v6(2), &tu::udp(1, 2, &[7; 1400])),
+    );
+    let p = packet::parse(&big6).unwrap();
+    let r = icmp_too_big(&big6, &p, 1300, gw, v6(0xfe)).unwrap();
+    assert_eq!(r.len(), 14 + 1280);
+    verify(&r);
+    // A multicast destination (IPv4) gets no error.
+    let mc = tu::eth(
+        IPV4,
+        &[],
+        &tu::ipv4_full(
+            17,
+            [10, 0, 0, 1],
+            [224, 0, 0, 1],
+            &[],
+            0,
+            &tu::udp(1, 2, b"x"),
+        ),
+    );
+    let p = packet::parse(&mc).unwrap();
+    assert!(icmp_too_big(&mc, &p, 1300, gw, v4([10, 0, 0, 254])).is_none());
+}
