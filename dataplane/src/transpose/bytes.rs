@@ -10,9 +10,9 @@
 //! truncated frame gets the checksum its full original would have. The only full
 //! computations are the outer UDP checksum of an IPv6-underlay encapsulation (RFC 7348
 //! and RFC 6935: it is required there; over a truncated frame it covers only the bytes
-//! present and cannot be right), SCTP's CRC32c after a port change (a CRC has no cheap
-//! incremental form; left as is on a truncated frame), and the replies built by
-//! [`icmp_too_big`].
+//! present and cannot be right) and the replies built by [`icmp_too_big`]. SCTP's
+//! CRC32c is updated from the ports' change too (a CRC is affine), which costs a pass
+//! over as many zero bytes as the packet is long, but reads none of it.
 
 use std::net::IpAddr;
 
@@ -438,6 +438,10 @@ fn rewrite_inner(t: &Transposition, buf: &mut [u8], p: &Parsed) -> Result<(), Tr
     if p.fragment == Fragment::NonFirst {
         return Ok(());
     }
+    // SCTP's CRC32c is updated from the change of the ports, not from `l4`.
+    let old_ports: Option<[u8; 4]> = buf
+        .get(l4_off..l4_off + 4)
+        .map(|b| [b[0], b[1], b[2], b[3]]);
     if let Some((s, d)) = p.port_offsets() {
         if let Some(port) = t.src_port {
             write_words(buf, s, &port.to_be_bytes(), &mut [&mut l4])?;
@@ -471,10 +475,24 @@ fn rewrite_inner(t: &Transposition, buf: &mut [u8], p: &Parsed) -> Result<(), Tr
         proto::ICMP if !l4.is_zero() => {
             patch_checksum(buf, csum + icmp::field::CHECKSUM, &l4, false)?;
         }
-        proto::SCTP if !l4.is_zero() && !p.truncated => {
-            let end = (p.l3_end as usize).min(buf.len());
-            if let Some(s) = buf.get_mut(csum..end) {
-                sctp_fix_crc(s);
+        proto::SCTP => {
+            if let (Some(old), Some(new)) = (old_ports, buf.get(l4_off..l4_off + 4)) {
+                let delta = [
+                    old[0] ^ new[0],
+                    old[1] ^ new[1],
+                    old[2] ^ new[2],
+                    old[3] ^ new[3],
+                ];
+                if delta != [0; 4] {
+                    // The whole SCTP packet's length, even where the capture cut it.
+                    let len = (p.l3_end as usize).saturating_sub(l4_off);
+                    let fix = crc32c_linear(&delta, len.saturating_sub(4));
+                    let c = buf
+                        .get_mut(csum + 8..csum + 12)
+                        .ok_or(TransposeError::OutOfBounds)?;
+                    let old = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                    c.copy_from_slice(&(old ^ fix).to_le_bytes());
+                }
             }
         }
         _ => {}
@@ -482,7 +500,44 @@ fn rewrite_inner(t: &Transposition, buf: &mut [u8], p: &Parsed) -> Result<(), Tr
     Ok(())
 }
 
+/// The CRC32c table (reflected polynomial 0x82f63b78).
+const CRC32C: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0x82f6_3b78
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
+/// The linear part of CRC32c (no initial value, no final xor) of `prefix` followed by
+/// `zeros` zero bytes. A CRC is affine: `crc(m ^ d) = crc(m) ^ linear(d)` for messages of
+/// one length, so a change `d` to the first bytes updates a stored CRC without reading
+/// the rest of the packet (exact on a truncated frame too, like RFC 1624 for sums).
+fn crc32c_linear(prefix: &[u8], zeros: usize) -> u32 {
+    let mut crc = 0u32;
+    for &b in prefix {
+        crc = CRC32C[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
+    }
+    for _ in 0..zeros {
+        crc = CRC32C[(crc & 0xff) as usize] ^ (crc >> 8);
+    }
+    crc
+}
+
 /// Recomputes an SCTP packet's CRC32c (RFC 4960 appendix B), stored little-endian.
+#[cfg(test)]
 fn sctp_fix_crc(s: &mut [u8]) {
     if s.len() < 12 {
         return;

@@ -477,7 +477,7 @@ fn decap_of_a_non_vxlan_frame_is_an_error() {
 }
 
 #[test]
-fn sctp_port_rewrite_recomputes_the_crc() {
+fn sctp_port_rewrite_updates_the_crc() {
     let mut s = vec![0u8; 12];
     s[..2].copy_from_slice(&5000u16.to_be_bytes());
     s[2..4].copy_from_slice(&5001u16.to_be_bytes());
@@ -490,6 +490,17 @@ fn sctp_port_rewrite_recomputes_the_crc() {
     sctp_fix_crc(&mut seg);
     assert_eq!(crc, &seg[8..12]);
     assert_eq!(&out[34..36], &7000u16.to_be_bytes());
+    // Truncated: the same CRC as the whole packet gets.
+    let q = packet::parse_captured(&f[..48], f.len() as u32).unwrap();
+    let mut b = PacketBuf::with_headroom(&f[..48], 0);
+    apply(&nat(None, Some(7000)), &mut b, &q).unwrap();
+    assert_eq!(b.as_slice(), &out[..48]);
+    // A broken CRC stays broken by as much (NAT does not launder it).
+    let mut broken = f.clone();
+    broken[42] ^= 1;
+    let out2 = run(&nat(None, Some(7000)), &broken).unwrap();
+    assert_eq!(out2[42] ^ out[42], 1);
+    assert_eq!(run(&nat(None, Some(5000)), &out2).unwrap(), broken);
 }
 
 mod props {
