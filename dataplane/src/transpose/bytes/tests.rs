@@ -631,6 +631,49 @@ mod props {
             prop_assert_eq!(&seq(&[back], &there), f);
         }
 
+        /// Damaged and cut frames (VXLAN ones and ICMP errors among them): nothing
+        /// panics, whatever the rewrite.
+        #[test]
+        fn never_panics(
+            (i, a, _b) in case(),
+            which in 0usize..4,
+            flips in proptest::collection::vec((any::<u16>(), any::<u8>()), 0..6),
+            cut in any::<u16>(),
+            decap in any::<bool>(),
+            six in any::<bool>(),
+        ) {
+            let (_, f) = &frames()[i];
+            let mut f = match which {
+                0 => f.clone(),
+                1 => seq(&[Transposition { encap: Some(if six { encap6() } else { encap4() }), ..Transposition::NONE }], f),
+                2 => icmp_error(f, if packet::parse(f).unwrap().is_ipv4() { 11 } else { 3 }, 0, same_family(f, [9, 9, 9, 9], 9), 2000),
+                _ => {
+                    let p = packet::parse(f).unwrap();
+                    let from = same_family(f, [10, 0, 0, 254], 0xfe);
+                    icmp_too_big(f, &p, 1280, Mac([2, 0, 0, 0, 0, 1]), from).unwrap()
+                }
+            };
+            for (at, x) in flips {
+                let n = f.len();
+                f[at as usize % n] ^= x;
+            }
+            let orig_len = f.len() as u32;
+            f.truncate((cut as usize % (f.len() + 1)).max(14));
+            let Ok(p) = packet::parse_captured(&f, orig_len) else { return Ok(()); };
+            let e = if six { encap6() } else { encap4() };
+            let t = Transposition { decap, encap: Some(e), ..a };
+            for t in [a, t, Transposition { decap, ..a }] {
+                let mut b = PacketBuf::with_headroom(&f, 8);
+                let _ = apply(&t, &mut b, &p);
+            }
+            let mut b = PacketBuf::with_headroom(&f, 0);
+            let src = a.src_ip.map(|ip| (ip, 1));
+            let _ = translate_icmp_error(&mut b, &p, src, None);
+            let _ = icmp_error_inner(&f, &p);
+            let _ = icmp_too_big(&f, &p, 1280, Mac([2, 0, 0, 0, 0, 1]), p.fields.src_ip);
+            let _ = vxlan_of(&f, &p, &[]);
+        }
+
         /// Encapsulation then decapsulation restores the inner frame.
         #[test]
         fn encap_decap_round_trip((i, a, _b) in case(), six in any::<bool>(), vni in 0u32..(1 << 24), sport in any::<u16>()) {
