@@ -12,7 +12,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "strata", version, about = "Userspace packet filtering and forwarding for container hosts (an open VFP)")]
+#[command(
+    name = "strata",
+    version,
+    about = "Userspace packet filtering and forwarding for container hosts (an open VFP)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -8,6 +8,8 @@
 //! - [`policy`]: the TOML policy file (networks, endpoints, HNS-style policies, custom
 //!   layers), its validation and its compilation into a [`model::Policy`].
 
+pub mod classbench;
+pub mod classifier;
 pub mod model;
 
 pub use model::*;
