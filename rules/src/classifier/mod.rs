@@ -182,11 +182,10 @@ impl Classifier {
         for at in &installed.mixed {
             self.mixed.remove(at, installed.rank);
         }
-        if installed.rare != NO_RARE {
-            if let Some(slot) = self.rare.get_mut(installed.rare as usize) {
-                *slot = RareConditions::default();
-                self.rare_free.push(installed.rare);
-            }
+        if let Some(slot) = self.rare.get_mut(installed.rare as usize) {
+            // NO_RARE is never a valid slot, so this only frees real ones.
+            *slot = RareConditions::default();
+            self.rare_free.push(installed.rare);
         }
         self.v4.refresh_order();
         self.mixed.refresh_order();
