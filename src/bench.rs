@@ -83,20 +83,28 @@ fn classbench(rules: &Path, trace: &Path, matches: Option<&Path>) -> Result<(), 
     let best = measure(&classifier, &packets, &mut out);
     let mpps = packets.len() as f64 / best.as_secs_f64() / 1e6;
 
-    println!(
-        "rules={} packets={} build_ms={:.1} mpps={:.2}",
+    // Written, not println!-ed: a closed pipe (`| head -1`) is an error to report, not a
+    // panic.
+    let (v4_tables, mixed_tables) = classifier.table_counts();
+    let summary = format!(
+        "rules={} packets={} build_ms={:.1} mpps={:.2}\nmemory_bytes={} tables={} ns_per_pkt={:.1}\n",
         filters.len(),
         packets.len(),
         build.as_secs_f64() * 1e3,
-        mpps
-    );
-    let (v4_tables, mixed_tables) = classifier.table_counts();
-    println!(
-        "memory_bytes={} tables={} ns_per_pkt={:.1}",
+        mpps,
         classifier.memory_bytes(),
         v4_tables + mixed_tables,
         best.as_secs_f64() * 1e9 / packets.len() as f64
     );
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(summary.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(Failure::Runtime(format!("stdout: {e}")));
+        }
+    }
 
     if let Some(path) = matches {
         let write_err = |e: std::io::Error| Failure::Runtime(format!("{}: {e}", path.display()));

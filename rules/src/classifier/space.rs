@@ -233,11 +233,13 @@ pub(super) struct Probe<A> {
 impl<A: Addr> Entry<A> {
     #[inline(always)]
     fn matches(&self, p: &Probe<A>) -> bool {
-        p.src & self.src_mask == self.src
-            && p.dst & self.dst_mask == self.dst
-            && p.rest & self.exact_mask == self.exact_val
-            && p.sport.wrapping_sub(self.sport_lo) <= self.sport_span
-            && p.dport.wrapping_sub(self.dport_lo) <= self.dport_span
+        // Non-short-circuit `&`: one well-predicted branch per entry instead of five
+        // data-dependent ones.
+        (p.src & self.src_mask == self.src)
+            & (p.dst & self.dst_mask == self.dst)
+            & (p.rest & self.exact_mask == self.exact_val)
+            & (p.sport.wrapping_sub(self.sport_lo) <= self.sport_span)
+            & (p.dport.wrapping_sub(self.dport_lo) <= self.dport_span)
     }
 }
 
