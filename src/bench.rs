@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use clap::Subcommand;
 use strata_rules::Fields;
 use strata_rules::classbench;
-use strata_rules::classifier::Classifier;
+use strata_rules::classifier::{ClassRule, Classifier};
 
 use crate::Failure;
 
@@ -83,27 +83,29 @@ fn classbench(rules: &Path, trace: &Path, matches: Option<&Path>) -> Result<(), 
     let best = measure(&classifier, &packets, &mut out);
     let mpps = packets.len() as f64 / best.as_secs_f64() / 1e6;
 
+    let update = measure_updates(&filters);
+
     // Written, not println!-ed: a closed pipe (`| head -1`) is an error to report, not a
     // panic.
     let (v4_tables, mixed_tables) = classifier.table_counts();
     let summary = format!(
-        "rules={} packets={} build_ms={:.1} mpps={:.2}\nmemory_bytes={} tables={} ns_per_pkt={:.1}\n",
+        "rules={} packets={} build_ms={:.1} mpps={:.2}\nmemory_bytes={} tables={} ns_per_pkt={:.1} update_us={:.2}\n",
         filters.len(),
         packets.len(),
         build.as_secs_f64() * 1e3,
         mpps,
         classifier.memory_bytes(),
         v4_tables + mixed_tables,
-        best.as_secs_f64() * 1e9 / packets.len() as f64
+        best.as_secs_f64() * 1e9 / packets.len() as f64,
+        update.as_secs_f64() * 1e6
     );
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = stdout
         .write_all(summary.as_bytes())
         .and_then(|()| stdout.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
     {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(Failure::Runtime(format!("stdout: {e}")));
-        }
+        return Err(Failure::Runtime(format!("stdout: {e}")));
     }
 
     if let Some(path) = matches {
@@ -135,4 +137,22 @@ fn measure(c: &Classifier, packets: &[Fields], out: &mut [Option<u32>]) -> Durat
         }
     }
     best
+}
+
+/// Mean time of one incremental update (a rule removed, or put back) over rules spread
+/// through the set.
+fn measure_updates(filters: &[ClassRule]) -> Duration {
+    const OPS: usize = 500;
+    if filters.is_empty() {
+        return Duration::ZERO;
+    }
+    let mut c = Classifier::build(filters);
+    let step = (filters.len() / OPS).max(1);
+    let chosen: Vec<&ClassRule> = filters.iter().step_by(step).take(OPS).collect();
+    let t = Instant::now();
+    for r in &chosen {
+        c.remove(r.id);
+        c.insert((*r).clone());
+    }
+    t.elapsed() / (2 * chosen.len()) as u32
 }

@@ -193,3 +193,75 @@ fn parse_packet(line: &str) -> Result<Fields, String> {
         icmp: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_parse_with_wildcards_and_ranges() {
+        let text = "@10.1.0.0/16\t0.0.0.0/0\t0 : 65535\t1024 : 65535\t0x11/0xFF\t0x0000/0x0000\n\
+                    \n\
+                    @0.0.0.0/0 1.2.3.4/32 53 : 53 0 : 65535 0x00/0x00\n";
+        let rules = parse_filters(text).unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!((rules[1].id, rules[1].priority), (1, 1));
+        let c = &rules[0].conditions;
+        assert_eq!(c.src_ip, vec!["10.1.0.0/16".parse().unwrap()]);
+        assert!(c.dst_ip.is_empty() && c.src_port.is_empty());
+        assert_eq!(
+            c.dst_port,
+            vec![PortRange {
+                lo: 1024,
+                hi: 65535
+            }]
+        );
+        assert_eq!(c.protocol, vec![17]);
+        let c = &rules[1].conditions;
+        assert!(c.src_ip.is_empty() && c.protocol.is_empty());
+        assert_eq!(c.src_port, vec![PortRange::single(53)]);
+    }
+
+    #[test]
+    fn malformed_filters_name_their_line() {
+        for (bad, why) in [
+            ("10.0.0.0/8 0.0.0.0/0 0 : 1 0 : 1 0x06/0xFF", "`@`"),
+            (
+                "@10.0.0.0/33 0.0.0.0/0 0 : 1 0 : 1 0x06/0xFF",
+                "prefix length",
+            ),
+            ("@10.0.0.0/8 0.0.0.0/0 0 : 1 0 : 1", "missing protocol"),
+            ("@10.0.0.0/8 0.0.0.0/0 0 - 1 0 : 1 0x06/0xFF", "lo : hi"),
+            ("@10.0.0.0/8 0.0.0.0/0 5 : 1 0 : 1 0x06/0xFF", "empty"),
+            (
+                "@10.0.0.0/8 0.0.0.0/0 0 : 70000 0 : 1 0x06/0xFF",
+                "not a port",
+            ),
+            ("@10.0.0.0/8 0.0.0.0/0 0 : 1 0 : 1 0x06/0x0F", "unsupported"),
+            ("@10.0.0.0/8 0.0.0.0/0 0 : 1 0 : 1 0xZZ/0xFF", "hex"),
+        ] {
+            let text = format!("@1.2.3.4/32 0.0.0.0/0 0 : 65535 0 : 65535 0x06/0xFF\n{bad}\n");
+            let e = parse_filters(&text).unwrap_err();
+            assert_eq!(e.line, 2, "{bad}");
+            assert!(e.to_string().contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn traces_parse_and_errors_name_their_line() {
+        let fs = parse_trace("167772161 3232235777 1024 80 6 0 12\n").unwrap();
+        assert_eq!(fs[0].dst_ip, "192.168.1.1".parse::<IpAddr>().unwrap());
+        assert_eq!((fs[0].src_port, fs[0].protocol), (1024, 6));
+        assert_eq!(fs[0].icmp, None);
+        for bad in [
+            "1 2 3",
+            "1 2 3 4 256",
+            "x 2 3 4 6",
+            "1 2 65536 4 6",
+            "4294967296 2 3 4 6",
+        ] {
+            let e = parse_trace(&format!("1 2 3 4 6\n{bad}\n")).unwrap_err();
+            assert_eq!(e.line, 2, "{bad}");
+        }
+    }
+}
