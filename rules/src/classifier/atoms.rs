@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use super::space::{Atom, DST_V6_BIT, PROTO_SHIFT, SRC_V6_BIT};
+use super::space::{Atom, DPORT_SHIFT, DST_V6_BIT, PROTO_SHIFT, Probe, SPORT_SHIFT, SRC_V6_BIT};
 use crate::model::{Conditions, IpPrefix, PortRange};
 
 /// An atom and the space it belongs to. An atom whose addresses allow both IPv4-only
@@ -141,4 +141,45 @@ pub(super) fn expand(c: &Conditions, mut emit: impl FnMut(Placed)) {
             }
         }
     }
+}
+
+/// A plausible all-IPv4 packet matching the first alternative of each list of `c`, with
+/// pseudo-random bits where the rule leaves freedom (as ClassBench's trace generator
+/// does); `None` if that alternative is IPv6 or empty. Only used to estimate lookup cost.
+pub(super) fn sample_v4(c: &Conditions, seed: u64) -> Option<Probe<u32>> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = || {
+        // xorshift64: deterministic, dependency-free, good enough for sampling.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut addr = |list: &[IpPrefix]| -> Option<u32> {
+        let r = next() as u32;
+        match list.first().map(Side::of) {
+            None | Some(Side::Any) => Some(r),
+            Some(Side::V4(a, l)) => Some(a | (r & !super::space::prefix_mask_v4(l))),
+            Some(Side::V6(..)) => None,
+        }
+    };
+    let src = addr(&c.src_ip)?;
+    let dst = addr(&c.dst_ip)?;
+    let mut port = |list: &[PortRange]| -> Option<u16> {
+        let r = list.first().copied().unwrap_or(PortRange::ANY);
+        let span = u32::from(r.hi.checked_sub(r.lo)?) + 1;
+        Some(r.lo + (next() as u32 % span) as u16)
+    };
+    let sport = port(&c.src_port)?;
+    let dport = port(&c.dst_port)?;
+    let proto = c.protocol.first().copied().unwrap_or(6);
+    Some(Probe {
+        src,
+        dst,
+        rest: u64::from(sport) << SPORT_SHIFT
+            | u64::from(dport) << DPORT_SHIFT
+            | u64::from(proto) << PROTO_SHIFT,
+        sport,
+        dport,
+    })
 }

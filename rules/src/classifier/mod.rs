@@ -51,8 +51,14 @@ use ahash::AHashMap;
 use crate::model::{Conditions, Fields};
 use rare::{NO_RARE, RareConditions};
 use space::{
-    DPORT_SHIFT, DST_V6_BIT, PROTO_SHIFT, Placement, Probe, SPORT_SHIFT, SRC_V6_BIT, TupleSpace,
+    DPORT_SHIFT, DST_V6_BIT, LADDERS, Ladder, PROTO_SHIFT, Placement, Probe, SPORT_SHIFT,
+    SRC_V6_BIT, TupleSpace,
 };
+
+/// Below this many rules one ladder is good enough and tuning is not worth its time.
+const AUTOTUNE_MIN_RULES: usize = 512;
+/// Packets sampled from the rules to estimate each ladder's lookup cost.
+const AUTOTUNE_SAMPLES: usize = 2048;
 
 /// A rule as the classifier sees it: what it matches and how it ranks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,6 +88,9 @@ pub struct Classifier {
     rare: Vec<RareConditions>,
     rare_free: Vec<u32>,
     rules: AHashMap<u32, Installed>,
+    /// Set only while a build compares ladders: candidates need not pay for the mixed
+    /// space, which all-IPv4 lookups (what the comparison samples) never visit.
+    v4_only: bool,
 }
 
 fn rank(priority: u32, id: u32) -> u64 {
@@ -95,14 +104,17 @@ impl Classifier {
     }
 
     /// Compiles a rule set. An id given twice keeps the later rule.
+    ///
+    /// Large sets are compiled once per candidate table-shaping ladder ([`LADDERS`]), and
+    /// the one whose estimated lookup cost is lowest on packets sampled from the rules
+    /// themselves is kept: builds are cheap, and the best shape depends on the set.
     pub fn build(rules: &[ClassRule]) -> Classifier {
-        let mut c = Classifier::new();
-        // Best rules first: they open the tables, which then take the shapes that the
-        // early-exit order benefits from, and buckets fill in rank order.
         let mut last: AHashMap<u32, usize> = AHashMap::with_capacity(rules.len());
         for (i, r) in rules.iter().enumerate() {
             last.insert(r.id, i);
         }
+        // Best rules first: they open the tables, which then take the shapes that the
+        // early-exit order benefits from, and buckets fill in rank order.
         let mut sorted: Vec<&ClassRule> = rules
             .iter()
             .enumerate()
@@ -110,7 +122,41 @@ impl Classifier {
             .map(|(_, r)| r)
             .collect();
         sorted.sort_by_key(|r| rank(r.priority, r.id));
-        c.rules.reserve(rules.len());
+        if sorted.len() < AUTOTUNE_MIN_RULES {
+            return Classifier::build_with(&sorted, LADDERS[0], false);
+        }
+        let step = (sorted.len() / AUTOTUNE_SAMPLES).max(1);
+        let samples: Vec<Probe<u32>> = sorted
+            .iter()
+            .step_by(step)
+            .enumerate()
+            .filter_map(|(i, r)| atoms::sample_v4(&r.conditions, i as u64))
+            .collect();
+        let mut best: Option<(u64, Classifier)> = None;
+        for ladder in LADDERS {
+            let c = Classifier::build_with(&sorted, ladder, true);
+            let cost: u64 = samples.iter().map(|p| c.v4.lookup_cost(p)).sum();
+            if best.as_ref().is_none_or(|(b, _)| cost < *b) {
+                best = Some((cost, c));
+            }
+        }
+        let mut c = match best {
+            Some((_, c)) => c,
+            None => Classifier::build_with(&sorted, LADDERS[0], true),
+        };
+        c.install_mixed(&sorted);
+        c
+    }
+
+    /// Builds from rules already deduplicated and sorted by rank.
+    fn build_with(sorted: &[&ClassRule], ladder: Ladder, v4_only: bool) -> Classifier {
+        let mut c = Classifier {
+            v4: TupleSpace::with_ladder(ladder),
+            mixed: TupleSpace::with_ladder(ladder),
+            v4_only,
+            ..Classifier::default()
+        };
+        c.rules.reserve(sorted.len());
         for r in sorted {
             c.install(r);
         }
@@ -255,10 +301,31 @@ impl Classifier {
             v4: Vec::new(),
             mixed: Vec::new(),
         };
+        let with_mixed = !self.v4_only;
         atoms::expand(&r.conditions, |a| match a {
             atoms::Placed::V4(a) => installed.v4.push(self.v4.insert(&a, rank, rare)),
-            atoms::Placed::Mixed(a) => installed.mixed.push(self.mixed.insert(&a, rank, rare)),
+            atoms::Placed::Mixed(a) if with_mixed => {
+                installed.mixed.push(self.mixed.insert(&a, rank, rare))
+            }
+            atoms::Placed::Mixed(_) => {}
         });
         self.rules.insert(r.id, installed);
+    }
+
+    /// Completes a classifier built with `v4_only`: stores the rules' mixed-space atoms.
+    fn install_mixed(&mut self, sorted: &[&ClassRule]) {
+        self.v4_only = false;
+        for r in sorted {
+            let Some(installed) = self.rules.get_mut(&r.id) else {
+                continue;
+            };
+            let (rank, rare) = (installed.rank, installed.rare);
+            atoms::expand(&r.conditions, |a| {
+                if let atoms::Placed::Mixed(a) = a {
+                    installed.mixed.push(self.mixed.insert(&a, rank, rare));
+                }
+            });
+        }
+        self.mixed.refresh_order();
     }
 }

@@ -17,9 +17,21 @@ use crate::model::Fields;
 /// collision limit): buckets are scanned linearly on lookup, so this bounds that scan.
 const COLLISION_LIMIT: usize = 32;
 
-/// New tables round prefix lengths down to a multiple of this, so that rules with nearby
-/// lengths share a table (fewer tables = fewer hash probes per lookup).
-const RELAXATION: &[(u8, bool)] = &[(16, false), (8, false), (8, true)];
+/// How new tables are shaped: each step rounds prefix lengths down to a multiple of its
+/// first number, so that rules with nearby lengths share a table (fewer tables = fewer
+/// probes per lookup), and hashes single ports only if its flag is set. An atom opens a
+/// table at the first step whose shape has no table yet.
+pub(super) type Ladder = &'static [(u8, bool)];
+
+/// The ladders a build tries (see `Classifier::build`); the first is the default. Which
+/// one wins depends on the rule set's prefix-length mix: on ClassBench's sets, acl1
+/// favours hashing single ports early, fw1 coarse wildcard-friendly shapes, ipc1 the
+/// default. Each candidate costs one build, so the list stays short.
+pub(super) const LADDERS: &[Ladder] = &[
+    &[(16, false), (8, false), (8, true)],
+    &[(20, false), (12, false), (8, true)],
+    &[(16, true), (8, true)],
+];
 
 /// Bits of filter per key in a table: at 16 a table that lacks the packet's key is
 /// skipped after one bit test in about 94% of cases, without touching its hash map.
@@ -69,6 +81,11 @@ impl Addr for u128 {
         let d = (dst >> 64) as u64 ^ (dst as u64).wrapping_mul(FILTER_K2);
         s ^ d.rotate_left(29).wrapping_mul(FILTER_K1)
     }
+}
+
+/// The mask of an IPv4 prefix of length `len`.
+pub(super) fn prefix_mask_v4(len: u8) -> u32 {
+    u32::prefix_mask(len)
 }
 
 /// The masked header fields a table hashes.
@@ -174,8 +191,9 @@ impl<A: Addr> Atom<A> {
     /// The tuple a new table gets for this atom at relaxation step `step` (0 = most
     /// relaxed): lengths rounded down so that neighbours can join it, ports hashed only
     /// from the later steps on and only for single ports. `None` past the last step.
-    fn relaxed_tuple(&self, step: usize) -> Option<Tuple> {
-        let (rounding, ports) = *RELAXATION.get(step)?;
+    fn relaxed_tuple(&self, ladder: Ladder, step: usize) -> Option<Tuple> {
+        let (rounding, ports) = *ladder.get(step)?;
+        let rounding = rounding.max(1);
         let exact = self.tuple();
         let keep_port = |shift: u32| {
             let m = (exact.rest_mask >> shift) & 0xffff;
@@ -383,6 +401,7 @@ pub(super) struct TupleSpace<A> {
     filters: Vec<u64>,
     /// Tables by decreasing specificity: the order inserts try them in.
     by_specificity: Vec<u32>,
+    ladder: Ladder,
 }
 
 impl<A: Addr> Default for TupleSpace<A> {
@@ -393,6 +412,7 @@ impl<A: Addr> Default for TupleSpace<A> {
             order: Vec::new(),
             filters: Vec::new(),
             by_specificity: Vec::new(),
+            ladder: LADDERS[0],
         }
     }
 }
@@ -432,7 +452,7 @@ impl<A: Addr> TupleSpace<A> {
         // there is full) of its exact shape, where it goes even if its bucket is full:
         // no table could separate it better.
         let tuple = (0..)
-            .map_while(|step| atom.relaxed_tuple(step))
+            .map_while(|step| atom.relaxed_tuple(self.ladder, step))
             .find(|t| !self.by_tuple.contains_key(t))
             .unwrap_or_else(|| atom.tuple());
         let ti = self.table_for(tuple);
@@ -531,6 +551,60 @@ impl<A: Addr> TupleSpace<A> {
                 }
             }
         }
+    }
+
+    pub fn with_ladder(ladder: Ladder) -> Self {
+        TupleSpace {
+            ladder,
+            ..TupleSpace::default()
+        }
+    }
+
+    /// What [`TupleSpace::lookup`] would cost for this packet, in rough units of one
+    /// filter test (a map probe costs several; each bucket entry looked at, one). Rare
+    /// conditions are taken as matching. Used to pick a ladder, never on the packet path.
+    pub fn lookup_cost(&self, p: &Probe<A>) -> u64 {
+        const MAP_PROBE: u64 = 5;
+        let (mut cost, mut best) = (0, u64::MAX);
+        for v in &self.order {
+            if v.best >= best {
+                break;
+            }
+            cost += 1;
+            let key = Key {
+                src: p.src & v.src_mask,
+                dst: p.dst & v.dst_mask,
+                rest: p.rest & v.rest_mask,
+            };
+            let bit = (key.filter_hash() >> v.filter_shift) as usize;
+            let word = self
+                .filters
+                .get(v.filter_at as usize + bit / 64)
+                .copied()
+                .unwrap_or(u64::MAX);
+            if word & (1 << (bit % 64)) == 0 {
+                continue;
+            }
+            cost += MAP_PROBE;
+            let Some(bucket) = self
+                .tables
+                .get(v.table as usize)
+                .and_then(|t| t.map.get(&key))
+            else {
+                continue;
+            };
+            for e in bucket {
+                if e.rank >= best {
+                    break;
+                }
+                cost += 1;
+                if e.matches(p) {
+                    best = e.rank;
+                    break;
+                }
+            }
+        }
+        cost
     }
 
     pub fn table_count(&self) -> usize {

@@ -254,3 +254,29 @@ fn many_rules_in_one_bucket_stay_exact() {
     assert_eq!(c.classify(&f), Some(38));
     assert!(c.memory_bytes() > 0);
 }
+
+proptest! {
+    // Sets large enough that `build` compares ladders and keeps one.
+    #![proptest_config(ProptestConfig::with_cases(6))]
+
+    #[test]
+    fn tuned_builds_match_linear_scan(
+        rules in prop::collection::vec(rule(5000), 600..700),
+        packets in prop::collection::vec(fields(), 64),
+        removed in prop::collection::vec(0u32..5000, 20),
+    ) {
+        let mut c = Classifier::build(&rules);
+        let mut live = dedup(rules);
+        prop_assert_eq!(c.len(), live.len());
+        for f in &packets {
+            prop_assert_eq!(c.classify(f), oracle(&live, f), "packet {:?}", f);
+        }
+        for id in removed {
+            c.remove(id);
+            live.retain(|r| r.id != id);
+        }
+        for f in &packets {
+            prop_assert_eq!(c.classify(f), oracle(&live, f), "packet {:?}", f);
+        }
+    }
+}
