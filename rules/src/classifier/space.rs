@@ -25,11 +25,12 @@ pub(super) type Ladder = &'static [(u8, bool)];
 
 /// The ladders a build tries (see `Classifier::build`); the first is the default. Which
 /// one wins depends on the rule set's prefix-length mix: on ClassBench's sets, acl1
-/// favours long prefixes hashed with their ports, fw1 and ipc1 coarser shapes. Each candidate costs one build, so the list stays short.
+/// and ipc1 favour hashing single ports from the start, fw1 and acl1_100k coarse shapes
+/// without ports. Each candidate costs one build, so the list stays short.
 pub(super) const LADDERS: &[Ladder] = &[
     &[(16, false), (8, false), (8, true)],
     &[(20, false), (12, false), (8, true)],
-    &[(24, true), (16, false), (8, false), (8, true)],
+    &[(20, true), (12, false), (8, true)],
 ];
 
 /// Bits of filter per key in a table: at 16 a table that lacks the packet's key is
