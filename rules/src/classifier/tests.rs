@@ -147,6 +147,7 @@ fn dedup(rules: Vec<ClassRule>) -> Vec<ClassRule> {
 }
 
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // test data, built once per case
 enum Op {
     Insert(ClassRule),
     Remove(u32),
