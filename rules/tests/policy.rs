@@ -1516,3 +1516,41 @@ fn hns_json_network_policy_errors() {
         "{errors}"
     );
 }
+
+#[test]
+fn port_mappings_need_the_endpoints_ipv4() {
+    let extra = "\n[[endpoint]]\nname = \"six\"\nnetwork = \"nat\"\nmac = \"00:15:5d:01:01:40\"\nipv6 = \"2001:db8::40\"\n\
+                 [[endpoint.port_mapping]]\ninternal_port = 80\nexternal_port = 8080\n";
+    let text = BASE.replace(
+        "subnets = [\"198.18.1.0/24\"]",
+        "subnets = [\"198.18.1.0/24\", \"2001:db8::/64\"]",
+    ) + extra;
+    let errors = policy::load(&text, "test.toml").unwrap_err().to_string();
+    assert!(
+        errors.contains("endpoint \"six\": port mappings need an ipv4 address"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn hns_json_endpoint_elb_and_outbound_nat_say_where_to_go() {
+    let json = r#"{
+  "Host": {"IPAddresses": ["198.19.0.10"]},
+  "Networks": [{"Name": "nat", "Type": "NAT", "Subnets": ["198.18.1.0/24"]}],
+  "Endpoints": [{"Name": "web", "VirtualNetworkName": "nat", "MacAddress": "00-15-5D-01-01-0A",
+     "IPAddress": "198.18.1.10",
+     "Policies": [{"Type": "ELB", "Settings": {}},
+                  {"Type": "OutBoundNAT", "Settings": {"VirtualIP": "198.19.0.10"}}]}]
+}"#;
+    let errors = policy::load_hns_json(json, "h.json")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errors.contains("h.json:6:") && errors.contains("write a [[load_balancer]]"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("h.json:7:") && errors.contains("put it in the network's Policies"),
+        "{errors}"
+    );
+}

@@ -609,10 +609,20 @@ fn endpoint(r: &mut Reader, e: &Json, index: usize) -> Option<raw::Endpoint> {
                 mappings.push(Spanned::new(p.span.clone(), m));
             }
         } else {
+            let hint = if kind.eq_ignore_ascii_case("OutBoundNAT") {
+                "; Strata applies OutBoundNAT per network: put it in the network's Policies"
+            } else if kind.eq_ignore_ascii_case("ELB") || kind.eq_ignore_ascii_case("LoadBalancer")
+            {
+                "; load balancers are not imported from HNS JSON: write a [[load_balancer]] in a TOML policy file"
+            } else {
+                ""
+            };
             r.d.error(
                 p.span.clone(),
                 &object,
-                format!("policy type `{kind}` is not supported (supported: ACL, PortMapping, NAT)"),
+                format!(
+                    "policy type `{kind}` is not supported (supported: ACL, PortMapping, NAT){hint}"
+                ),
             );
         }
     }
