@@ -820,23 +820,20 @@ fn winnat_layer(
             } else {
                 "tcp"
             };
-            dnat.push(Rule {
-                priority: 100,
-                ..nat_rule(
-                    &format!("port-mapping:{p}/{}", pm.external_port),
-                    100,
-                    Conditions {
-                        protocol: vec![pm.protocol],
-                        dst_ip: host_v4.iter().map(|a| IpPrefix::host(*a)).collect(),
-                        dst_port: vec![PortRange::single(pm.external_port)],
-                        ..Conditions::default()
-                    },
-                    Action::Dnat {
-                        ip,
-                        port: Some(pm.internal_port),
-                    },
-                )
-            });
+            dnat.push(nat_rule(
+                &format!("port-mapping:{p}/{}", pm.external_port),
+                100,
+                Conditions {
+                    protocol: vec![pm.protocol],
+                    dst_ip: host_v4.iter().map(|a| IpPrefix::host(*a)).collect(),
+                    dst_port: vec![PortRange::single(pm.external_port)],
+                    ..Conditions::default()
+                },
+                Action::Dnat {
+                    ip,
+                    port: Some(pm.internal_port),
+                },
+            ));
         }
     }
     Layer {
