@@ -1554,3 +1554,16 @@ fn hns_json_endpoint_elb_and_outbound_nat_say_where_to_go() {
         "{errors}"
     );
 }
+
+#[test]
+fn documented_load_balancer_compiles() {
+    let doc = include_str!("../../docs/policy.md");
+    let start = doc
+        .find("```toml\n[[load_balancer]]")
+        .expect("the load balancer example in docs/policy.md")
+        + 8;
+    let len = doc[start..].find("```").expect("end of the toml block");
+    let p = policy::load(&doc[start..start + len], "docs/policy.md").unwrap();
+    assert_eq!(p.load_balancers.len(), 1);
+    assert_eq!(p.load_balancers[0].lb.name, "svc");
+}
