@@ -495,6 +495,7 @@ fn compile_networks(
             }
         }
         let mut remote_routes: Vec<RemoteRoute> = Vec::new();
+        let mut seen: Vec<IpPrefix> = Vec::new();
         for (i, route) in n.remote_subnet_route.iter().enumerate() {
             let robj = format!("{object} remote_subnet_route #{}", i + 1);
             if drv != Driver::Overlay {
@@ -537,14 +538,15 @@ fn compile_networks(
                             ),
                         );
                         None
-                    } else if let Some(r) = remote_routes.iter().find(|r| overlaps(&r.prefix, &p)) {
+                    } else if let Some(r) = seen.iter().find(|r| overlaps(r, &p)) {
                         d.error(
                             at,
                             &robj,
-                            format!("prefix {p} overlaps the remote route {}", r.prefix),
+                            format!("prefix {p} overlaps the remote route {r}"),
                         );
                         None
                     } else {
+                        seen.push(p);
                         Some(p)
                     }
                 }
@@ -818,23 +820,20 @@ fn winnat_layer(
             } else {
                 "tcp"
             };
-            dnat.push(Rule {
-                priority: 100,
-                ..nat_rule(
-                    &format!("port-mapping:{p}/{}", pm.external_port),
-                    100,
-                    Conditions {
-                        protocol: vec![pm.protocol],
-                        dst_ip: host_v4.iter().map(|a| IpPrefix::host(*a)).collect(),
-                        dst_port: vec![PortRange::single(pm.external_port)],
-                        ..Conditions::default()
-                    },
-                    Action::Dnat {
-                        ip,
-                        port: Some(pm.internal_port),
-                    },
-                )
-            });
+            dnat.push(nat_rule(
+                &format!("port-mapping:{p}/{}", pm.external_port),
+                100,
+                Conditions {
+                    protocol: vec![pm.protocol],
+                    dst_ip: host_v4.iter().map(|a| IpPrefix::host(*a)).collect(),
+                    dst_port: vec![PortRange::single(pm.external_port)],
+                    ..Conditions::default()
+                },
+                Action::Dnat {
+                    ip,
+                    port: Some(pm.internal_port),
+                },
+            ));
         }
     }
     Layer {

@@ -365,6 +365,9 @@ fn network(r: &mut Reader, n: &Json, index: usize) -> Option<raw::Network> {
     let mut gateway = None;
     let mut vlan = None;
     let mut vni = None;
+    let mut vxlan_port = None;
+    let mut outbound_nat = None;
+    let mut routes = Vec::new();
     let mut policies: Vec<&Json> = r.array(n, &object, "Policies").iter().collect();
     for s in r.array(n, &object, "Subnets") {
         match &s.value {
@@ -394,10 +397,76 @@ fn network(r: &mut Reader, n: &Json, index: usize) -> Option<raw::Network> {
         {
             Some("VLAN") => vlan = r.int(p, &object, "VLAN"),
             Some("VSID") => vni = r.int(p, &object, "VSID"),
+            Some("VXLANPORT") => {
+                let s = p.get("Settings").unwrap_or(p);
+                r.only(s, &object, &["Port", "Type", "Settings"]);
+                vxlan_port = r.int(s, &object, "Port");
+            }
+            Some("OUTBOUNDNAT") => {
+                let s = p.get("Settings").unwrap_or(p);
+                let oobj = format!("{object} outbound_nat");
+                r.only(
+                    s,
+                    &oobj,
+                    &[
+                        "VirtualIP",
+                        "VIP",
+                        "Exceptions",
+                        "ExceptionList",
+                        "Type",
+                        "Settings",
+                    ],
+                );
+                let vip = match r.string(s, &oobj, "VirtualIP") {
+                    Some(v) => Some(v),
+                    None => r.required(s, &oobj, "VIP"),
+                };
+                let exceptions = match r.items(s, &oobj, "Exceptions") {
+                    Some(e) => Some(e),
+                    None => r.items(s, &oobj, "ExceptionList"),
+                };
+                if let Some(vip) = vip {
+                    outbound_nat = Some(Spanned::new(
+                        p.span.clone(),
+                        raw::OutboundNat { vip, exceptions },
+                    ));
+                }
+            }
+            Some("REMOTESUBNETROUTE") => {
+                let s = p.get("Settings").unwrap_or(p);
+                let robj = format!("{object} remote_subnet_route #{}", routes.len() + 1);
+                r.only(
+                    s,
+                    &robj,
+                    &[
+                        "DestinationPrefix",
+                        "ProviderAddress",
+                        "DistributedRouterMacAddress",
+                        "IsolationId",
+                        "Type",
+                        "Settings",
+                    ],
+                );
+                let prefix = r.required(s, &robj, "DestinationPrefix");
+                let provider_address = r.required(s, &robj, "ProviderAddress");
+                let mac = r.string(s, &robj, "DistributedRouterMacAddress");
+                // IsolationId repeats the network's VSID; read only to be type-checked.
+                r.int(s, &robj, "IsolationId");
+                if let (Some(prefix), Some(provider_address)) = (prefix, provider_address) {
+                    routes.push(Spanned::new(
+                        p.span.clone(),
+                        raw::RemoteSubnetRoute {
+                            prefix,
+                            provider_address,
+                            mac,
+                        },
+                    ));
+                }
+            }
             _ => r.d.error(
                 p.span.clone(),
                 &object,
-                "network policies supported: VLAN, VSID",
+                "network policies supported: VLAN, VSID, VxlanPort, OutBoundNAT, RemoteSubnetRoute",
             ),
         }
     }
@@ -409,9 +478,9 @@ fn network(r: &mut Reader, n: &Json, index: usize) -> Option<raw::Network> {
         gateway,
         vlan,
         vni,
-        vxlan_port: None,
-        outbound_nat: None,
-        remote_subnet_route: Vec::new(),
+        vxlan_port,
+        outbound_nat,
+        remote_subnet_route: routes,
     })
 }
 
@@ -540,10 +609,20 @@ fn endpoint(r: &mut Reader, e: &Json, index: usize) -> Option<raw::Endpoint> {
                 mappings.push(Spanned::new(p.span.clone(), m));
             }
         } else {
+            let hint = if kind.eq_ignore_ascii_case("OutBoundNAT") {
+                "; Strata applies OutBoundNAT per network: put it in the network's Policies"
+            } else if kind.eq_ignore_ascii_case("ELB") || kind.eq_ignore_ascii_case("LoadBalancer")
+            {
+                "; load balancers are not imported from HNS JSON: write a [[load_balancer]] in a TOML policy file"
+            } else {
+                ""
+            };
             r.d.error(
                 p.span.clone(),
                 &object,
-                format!("policy type `{kind}` is not supported (supported: ACL, PortMapping, NAT)"),
+                format!(
+                    "policy type `{kind}` is not supported (supported: ACL, PortMapping, NAT){hint}"
+                ),
             );
         }
     }

@@ -1,7 +1,9 @@
 //! The policy file: TOML text in, a validated, compiled [`Policy`] out.
 //!
-//! The file describes what an operator knows (the host uplink, networks, endpoints with
-//! their HNS-style ACLs and port mappings, and optional custom VFP layers); [`load`]
+//! The file describes what an operator knows (the host uplink, networks with their
+//! OutboundNAT and overlay routes, endpoints with their HNS-style ACLs and port mappings,
+//! load balancers, and optional custom VFP layers whose rules may transpose headers);
+//! [`load`]
 //! checks all of it and compiles it into the object model of DESIGN §2. The format is
 //! documented field by field in [`raw`] and, with a complete example, in
 //! `docs/policy.md`.
@@ -25,7 +27,10 @@
 
 mod compile;
 mod hns;
-pub use compile::{ACL_IN_GROUP, ACL_LAYER, ACL_OUT_GROUP, DEFAULT_PRIORITY, acl_profile};
+pub use compile::{
+    ACL_IN_GROUP, ACL_LAYER, ACL_OUT_GROUP, DEFAULT_PRIORITY, LB_GROUP, LB_LAYER, NAT_LAYER,
+    NAT_PORTS, acl_profile,
+};
 pub use hns::load_hns_json;
 pub mod raw;
 pub mod values;
