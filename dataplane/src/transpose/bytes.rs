@@ -13,6 +13,25 @@
 //! present and cannot be right) and the replies built by [`icmp_too_big`]. SCTP's
 //! CRC32c is updated from the ports' change too (a CRC is affine), which costs a pass
 //! over as many zero bytes as the packet is long, but reads none of it.
+//!
+//! ```
+//! use std::net::{IpAddr, Ipv4Addr};
+//! use strata_dataplane::packet;
+//! use strata_dataplane::transpose::Transposition;
+//! use strata_dataplane::transpose::bytes::{DEFAULT_HEADROOM, PacketBuf, apply};
+//! # let frame = strata_dataplane::packet::testutil::ipv4_udp_frame();
+//! let parsed = packet::parse(&frame).unwrap();
+//! let snat = Transposition {
+//!     src_ip: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
+//!     src_port: Some(61000),
+//!     ..Transposition::NONE
+//! };
+//! let mut pkt = PacketBuf::with_headroom(&frame, DEFAULT_HEADROOM);
+//! apply(&snat, &mut pkt, &parsed).unwrap();
+//! let after = packet::parse(pkt.as_slice()).unwrap();
+//! assert_eq!(after.fields.src_port, 61000);
+//! assert!(packet::ipv4::header_checksum_ok(pkt.as_slice(), 14));
+//! ```
 
 use std::net::IpAddr;
 
