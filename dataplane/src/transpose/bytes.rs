@@ -275,10 +275,15 @@ pub struct Vxlan {
 
 /// Whether `frame` is Ethernet/IP/UDP/VXLAN: UDP to one of `ports` (any port when
 /// `ports` is empty), a VXLAN header with the I flag, and room for an inner Ethernet
-/// header within the outer IP packet. Non-first fragments are not (their UDP header is
-/// elsewhere). The inner frame is `frame[inner_offset..min(l3_end, len)]`.
+/// header within the outer IP packet. Fragments are not. The inner frame is
+/// `frame[inner_offset..min(l3_end, len)]`.
 pub fn vxlan_of(frame: &[u8], parsed: &Parsed, ports: &[u16]) -> Option<Vxlan> {
-    if !matches!(parsed.kind, FrameKind::Ip) || parsed.fields.protocol != proto::UDP {
+    // A fragment is not decapsulated: VTEPs must not fragment (RFC 7348 §4.3), and the
+    // inner frame would be partial.
+    if !matches!(parsed.kind, FrameKind::Ip)
+        || parsed.fields.protocol != proto::UDP
+        || parsed.fragment != Fragment::None
+    {
         return None;
     }
     parsed.l4_offset?;
@@ -341,6 +346,10 @@ fn check_fits(t: &Transposition, p: &Parsed) -> Result<(), TransposeError> {
 /// the push) gives the same bytes either way. A pop removes the outermost tag, if any.
 /// (On a QinQ frame, pop then push still differs from the push alone: the push alone
 /// keeps the outer tag. `then` cannot express "pop one, replace the other".)
+///
+/// Decap takes any UDP port (the slow path decided the flow is VXLAN); the inner frame
+/// ends where the outer IP packet does (Ethernet padding is dropped) and is re-parsed for
+/// the rewrites that follow.
 ///
 /// Errors leave the frame untouched; no allocation happens when the headroom suffices.
 pub fn apply(
