@@ -511,7 +511,16 @@ impl Switch {
         let (q, mut t) = if let Some(&q) = self.by_mac.get(&f.dst_mac) {
             (q, Transposition::NONE)
         } else if let Some(&q) = self.by_ip.get(&f.dst_ip) {
-            (q, self.routed_to(q))
+            let t = match self.network_of(q).map(|n| n.driver) {
+                // L2Bridge: the host MAC the container hid behind becomes its own again;
+                // the sender stays who it was.
+                Some(Driver::L2Bridge) => Transposition {
+                    dst_mac: Some(self.ports[q].port.mac),
+                    ..Transposition::NONE
+                },
+                _ => self.routed_to(q),
+            };
+            (q, t)
         } else if self.is_host_address(f.dst_ip) {
             match self.nat_owner(m, now) {
                 Some(q) => (q, self.routed_to(q)),
