@@ -112,6 +112,20 @@ fn arp_request(smac: [u8; 6], sip: [u8; 4], tip: [u8; 4]) -> Vec<u8> {
     v
 }
 
+/// ICMP "port unreachable" from `from` to `to`, quoting `quoted` (an IP packet).
+fn port_unreachable(from: [u8; 4], to: [u8; 4], quoted: &[u8]) -> Vec<u8> {
+    use etherparse::{Icmpv4Type, icmpv4::DestUnreachableHeader};
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(REMOTE_MAC, GW)
+        .ipv4(from, to, 64)
+        .icmpv4(Icmpv4Type::DestinationUnreachable(
+            DestUnreachableHeader::Port,
+        ))
+        .write(&mut v, quoted)
+        .expect("building an ICMP error");
+    v
+}
+
 /// A VXLAN packet from the remote host `pa` to this host, carrying `inner`.
 fn vxlan(pa: [u8; 4], vni: u32, inner: &[u8]) -> Vec<u8> {
     let mut payload = vec![0x08, 0, 0, 0];
@@ -184,6 +198,20 @@ pub fn frames() -> Vec<(&'static str, Vec<u8>)> {
                 (RESOLVER, 53),
                 b"\x12\x34\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00",
             ),
+        ),
+        (
+            "nothing listens on the resolver's port: its ICMP error follows client's connection, quote translated back",
+            {
+                // The query as it left the host: SNATed, quoted as IP header + 8 bytes.
+                let sent = udp(
+                    GW,
+                    REMOTE_MAC,
+                    (HOST, 53000),
+                    (RESOLVER, 53),
+                    b"\x12\x34\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+                );
+                port_unreachable(RESOLVER, HOST, &sent[14..14 + 28])
+            },
         ),
         (
             "the resolver answers: back to client",

@@ -48,8 +48,8 @@ fn bundled_example_verdicts_summary_and_pcapng() {
     assert_eq!(got.lines().count(), want.lines().count());
 
     for expected in [
-        "packets             25",
-        "forwarded           17",
+        "packets             26",
+        "forwarded           18",
         "dropped              8",
         "  parse                      1",
         "  unsupported                1",
@@ -66,13 +66,13 @@ fn bundled_example_verdicts_summary_and_pcapng() {
         );
     }
 
-    // What left the ports: the 17 forwarded frames and the ICMP "fragmentation needed"
+    // What left the ports: the 18 forwarded frames and the ICMP "fragmentation needed"
     // the switch sent api; the first is the ARP answer.
     let frames: Vec<_> = CaptureReader::open(&o)
         .expect("pcapng written")
         .collect::<Result<_, _>>()
         .expect("readable pcapng");
-    assert_eq!(frames.len(), 18);
+    assert_eq!(frames.len(), 19);
     let arp = &frames[0].data;
     assert_eq!(&arp[12..14], &[0x08, 0x06]);
     assert_eq!(&arp[20..22], &[0, 2]);

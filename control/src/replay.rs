@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use strata_dataplane::capture::{CaptureError, CaptureReader, Frame, PcapngWriter};
-use strata_dataplane::packet::{ParseError, Parsed, parse_captured};
-use strata_dataplane::switch::{Answer, FrameInfo, PortId, Switch, Verdict, VxlanInner};
+use strata_dataplane::packet::{ParseError, parse_captured};
+use strata_dataplane::switch::{Answer, FrameInfo, PortId, Switch, Verdict};
 use strata_dataplane::transpose::bytes::{self, PacketBuf};
-use strata_dataplane::{DropReason, PacketMeta, packet};
+use strata_dataplane::{DropReason, packet};
 use strata_rules::model::Mac;
 
 /// One line of `--verdicts`: the DESIGN §4 contract.
@@ -209,22 +209,6 @@ fn ingress(
     sw.ingress_of(frame.interface.as_deref(), mac, ip)
 }
 
-/// What the switch needs of a parsed frame; VXLAN to one of `vxlan_ports` carries its
-/// inner frame along.
-fn frame_info(data: &[u8], parsed: &Result<Parsed, ParseError>, vxlan_ports: &[u16]) -> FrameInfo {
-    if let Ok(p) = parsed
-        && !vxlan_ports.is_empty()
-        && let Some(vx) = bytes::vxlan_of(data, p, vxlan_ports)
-    {
-        return FrameInfo::Vxlan {
-            vni: vx.vni,
-            outer: PacketMeta::of(p),
-            inner: VxlanInner::of(&bytes::parse_inner(data, p, &vx)),
-        };
-    }
-    FrameInfo::of(parsed)
-}
-
 /// Replays every record of `reader` through `sw`.
 pub fn replay(
     sw: &mut Switch,
@@ -249,17 +233,21 @@ pub fn replay(
         } else {
             let parsed = parse_captured(&frame.data, frame.orig_len);
             let at = ingress(sw, &frame, &parsed);
-            let info = frame_info(&frame.data, &parsed, &vxlan_ports);
+            let info = FrameInfo::from_frame(&frame.data, &parsed, &vxlan_ports);
             (sw.process(at, &info, frame.ts_ns), parsed)
         };
         // What leaves: the frame with the flow's rewrite applied once, or the switch's
         // own answer on the ingress port.
         let leaving = match (&v.egress, &parsed) {
             (Some(_), _) if v.answer.is_some() => None,
-            (Some(_), _) if v.rewrite.is_identity() => None,
+            (Some(_), _) if v.rewrite.is_identity() && v.icmp_inner.is_none() => None,
             (Some(_), Ok(p)) => {
-                let mut buf = PacketBuf::with_headroom(&frame.data, 64);
-                match bytes::apply(&v.rewrite, &mut buf, p) {
+                let mut buf = PacketBuf::with_headroom(&frame.data, bytes::DEFAULT_HEADROOM);
+                let quote = match v.icmp_inner {
+                    Some(q) => bytes::translate_icmp_error(&mut buf, p, q.src, q.dst),
+                    None => Ok(()),
+                };
+                match quote.and_then(|()| bytes::apply(&v.rewrite, &mut buf, p)) {
                     Ok(()) => Some(buf),
                     Err(_) => {
                         // The headers the policy needs to rewrite are not all there.

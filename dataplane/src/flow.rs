@@ -20,6 +20,9 @@ pub struct PacketMeta {
     pub tcp_flags: u8,
     /// The IP packet's length (header and payload), for MTU checks.
     pub ip_len: u32,
+    /// For an ICMP error: the connection key of the packet it quotes, so the error can
+    /// follow that connection (and be translated like it).
+    pub related: Option<ConnKey>,
 }
 
 impl PacketMeta {

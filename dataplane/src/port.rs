@@ -12,14 +12,14 @@ use ahash::RandomState;
 use smallvec::SmallVec;
 use strata_rules::maglev::flow_hash;
 use strata_rules::model::{Action, Direction, Fields, Port, proto};
-use strata_rules::reference::{DecidedBy, conn_key, tcp_flags, tcp_initial};
+use strata_rules::reference::{ConnKey, DecidedBy, conn_key, tcp_flags, tcp_initial};
 
 use crate::conntrack::{Bindings, ConnRef, ConnTable, Connection};
 use crate::drop::DropReason;
 use crate::flow::{FlowKey, PacketMeta};
 use crate::layer::{CompiledLayer, Decision};
 use crate::nat::NatPools;
-use crate::transpose::Transposition;
+use crate::transpose::{InnerRewrite, Transposition};
 use crate::uft::{CachedAction, FlowEntry, FlowTable};
 
 /// The host's NAT state, shared by every port: the port pools of each external address,
@@ -90,6 +90,9 @@ pub struct Traversal {
     pub decided: Option<Decision>,
     /// What the port's layers rewrite in the packet (identity for most flows).
     pub rewrite: Transposition,
+    /// For an ICMP error about one of this port's connections: the rewrite of the packet
+    /// it quotes.
+    pub icmp_inner: Option<InnerRewrite>,
 }
 
 impl Traversal {
@@ -98,6 +101,7 @@ impl Traversal {
             drop: None,
             decided,
             rewrite,
+            icmp_inner: None,
         }
     }
     fn drop(reason: DropReason, decided: Option<Decision>) -> Traversal {
@@ -105,6 +109,7 @@ impl Traversal {
             drop: Some(reason),
             decided,
             rewrite: Transposition::NONE,
+            icmp_inner: None,
         }
     }
 }
@@ -383,6 +388,9 @@ impl PortPipeline {
         now: u64,
         nat: &mut NatState,
     ) -> Traversal {
+        if let Some(t) = m.related.and_then(|inner| self.related(dir, inner, now)) {
+            return self.count(dir, t);
+        }
         let fk = FlowKey::of(dir, m);
         let t = match self.fast_path(&fk, m, now) {
             Some(t) => {
@@ -398,6 +406,42 @@ impl PortPipeline {
             self.release(nat);
         }
         self.count(dir, t)
+    }
+
+    /// An ICMP error arriving in `dir` about a packet (`inner`) that left this port the
+    /// other way: either a packet of a connection opened that way (it left translated,
+    /// as the connection's exit key), or a reply of a connection opened this way (it left
+    /// as the reverse of the connection's entry key). The error is accepted as related
+    /// traffic, without evaluation, and both it and its quote are translated back.
+    fn related(&mut self, dir: Direction, inner: ConnKey, now: u64) -> Option<Traversal> {
+        let changed =
+            |ip: IpAddr, port: u16, was: (IpAddr, u16)| (was != (ip, port)).then_some((ip, port));
+        let (outer_dst, quote) = if let Some(c) = self.conns.lookup_reply(dir, inner.reverse(), now)
+        {
+            let k = self.conns.get(c)?.key;
+            let src = changed(k.src_ip, k.src_port, (inner.src_ip, inner.src_port));
+            let dst = changed(k.dst_ip, k.dst_port, (inner.dst_ip, inner.dst_port));
+            (k.src_ip, InnerRewrite { src, dst })
+        } else if let Some(c) = self.conns.lookup(dir, inner.reverse(), now) {
+            let x = self.conns.get(c)?.exit_key;
+            let src = changed(x.dst_ip, x.dst_port, (inner.src_ip, inner.src_port));
+            let dst = changed(x.src_ip, x.src_port, (inner.dst_ip, inner.dst_port));
+            (x.dst_ip, InnerRewrite { src, dst })
+        } else {
+            return None;
+        };
+        let rewrite = if outer_dst != inner.src_ip {
+            Transposition {
+                dst_ip: Some(outer_dst),
+                ..Transposition::NONE
+            }
+        } else {
+            Transposition::NONE
+        };
+        Some(Traversal {
+            icmp_inner: Some(quote),
+            ..Traversal::allow(None, rewrite)
+        })
     }
 
     fn fast_path(&mut self, fk: &FlowKey, m: &PacketMeta, now: u64) -> Option<Traversal> {

@@ -28,7 +28,8 @@ use crate::flow::PacketMeta;
 use crate::layer::Decision;
 use crate::packet::{ArpInfo, FrameKind, ParseError, Parsed};
 use crate::port::{Limits, NatState, PortPipeline};
-use crate::transpose::{Encap, Transposition, VlanOp};
+use crate::transpose::{Encap, InnerRewrite, Transposition, VlanOp, bytes};
+use strata_rules::reference::ConnKey;
 
 /// A port of the switch.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -86,6 +87,46 @@ impl FrameInfo {
     }
 }
 
+impl FrameInfo {
+    /// What the switch needs of a frame: its parse, with VXLAN to one of `vxlan_ports`
+    /// carrying its inner frame along, and an ICMP error the key of what it quotes.
+    pub fn from_frame(
+        data: &[u8],
+        parsed: &Result<Parsed, ParseError>,
+        vxlan_ports: &[u16],
+    ) -> FrameInfo {
+        let Ok(p) = parsed else {
+            return FrameInfo::Malformed;
+        };
+        if !vxlan_ports.is_empty()
+            && let Some(vx) = bytes::vxlan_of(data, p, vxlan_ports)
+        {
+            return FrameInfo::Vxlan {
+                vni: vx.vni,
+                outer: PacketMeta::of(p),
+                inner: VxlanInner::of(&bytes::parse_inner(data, p, &vx)),
+            };
+        }
+        match FrameInfo::of(parsed) {
+            FrameInfo::Ip(mut m) => {
+                if let Some((t, _)) = m.fields.icmp
+                    && bytes::is_icmp_error(p.ip_version, t)
+                {
+                    m.related = bytes::icmp_error_inner(data, p).map(|i| ConnKey {
+                        src_ip: i.src_ip,
+                        dst_ip: i.dst_ip,
+                        protocol: i.protocol,
+                        src_port: i.src_port,
+                        dst_port: i.dst_port,
+                    });
+                }
+                FrameInfo::Ip(m)
+            }
+            other => other,
+        }
+    }
+}
+
 impl VxlanInner {
     pub fn of(parsed: &Result<Parsed, ParseError>) -> VxlanInner {
         match FrameInfo::of(parsed) {
@@ -104,6 +145,7 @@ impl PacketMeta {
             icmp_id: p.icmp_id,
             tcp_flags: p.tcp_flags,
             ip_len: p.ip_len(),
+            related: None,
         }
     }
 }
@@ -132,6 +174,8 @@ pub struct Verdict {
     pub rewrite: Transposition,
     /// What the switch answers on the ingress port, if anything.
     pub answer: Option<Answer>,
+    /// For an ICMP error about a translated connection: the rewrite of its quote.
+    pub icmp_inner: Option<InnerRewrite>,
 }
 
 impl Verdict {
@@ -144,6 +188,7 @@ impl Verdict {
             decided: None,
             rewrite: Transposition::NONE,
             answer: None,
+            icmp_inner: None,
         }
     }
     fn forward(ingress: PortId, direction: Direction, egress: PortId) -> Verdict {
@@ -406,6 +451,21 @@ impl Switch {
 
     /// The endpoint that owns a NAT binding or a port mapping of a host address.
     fn nat_owner(&mut self, m: &PacketMeta, now: u64) -> Option<usize> {
+        if let Some(q) = m.related {
+            // An ICMP error about a packet the host sent: the quote's source is ours.
+            let quoted = PacketMeta {
+                fields: strata_rules::model::Fields {
+                    dst_ip: q.src_ip,
+                    protocol: q.protocol,
+                    dst_port: q.src_port,
+                    ..m.fields
+                },
+                icmp_id: Some(q.src_port),
+                related: None,
+                ..*m
+            };
+            return self.nat_owner(&quoted, now);
+        }
         let f = &m.fields;
         let port = if proto::has_ports(f.protocol) {
             f.dst_port
@@ -542,6 +602,7 @@ impl Switch {
     fn ip(&mut self, ingress: PortId, direction: Direction, m: &PacketMeta, now: u64) -> Verdict {
         let mut decided = None;
         let mut rewrite = Transposition::NONE;
+        let mut icmp_inner = None;
         let mut m = *m;
         if let PortId::Endpoint(p) = ingress {
             let t = self.ports[p].traverse(p, Direction::Out, &m, now, &mut self.nat);
@@ -553,6 +614,7 @@ impl Switch {
                 };
             }
             rewrite = t.rewrite;
+            icmp_inner = t.icmp_inner;
             m = rewritten(&m, &t.rewrite);
         }
         let route = match ingress {
@@ -573,12 +635,13 @@ impl Switch {
                 return Verdict {
                     decided,
                     rewrite: rewrite.then(&t),
+                    icmp_inner,
                     ..Verdict::forward(ingress, direction, PortId::Uplink)
                 };
             }
             Route::Endpoint(q, t) => (q, t),
         };
-        self.deliver(
+        let mut v = self.deliver(
             ingress,
             direction,
             q,
@@ -586,7 +649,12 @@ impl Switch {
             rewritten(&m, &delivery),
             decided,
             now,
-        )
+        );
+        v.icmp_inner = match (icmp_inner, v.icmp_inner) {
+            (Some(a), Some(b)) => Some(a.then(&b)),
+            (a, b) => b.or(a),
+        };
+        v
     }
 
     /// The receiver's layers, inbound.
@@ -615,6 +683,7 @@ impl Switch {
         Verdict {
             decided,
             rewrite: rewrite.then(&t.rewrite),
+            icmp_inner: t.icmp_inner,
             ..Verdict::forward(ingress, direction, egress)
         }
     }

@@ -418,6 +418,7 @@ fn run(policy: Policy, ops: Vec<Op>, classify: bool) -> Result<(), TestCaseError
             icmp_id: pkt.icmp_id,
             tcp_flags: pkt.tcp_flags,
             ip_len: 100,
+            related: None,
         };
         let got = engine.process(ingress, &FrameInfo::Ip(meta), now);
         let got_out = got.egress.map(|e| engine.port_name(e).to_string());

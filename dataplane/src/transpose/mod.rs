@@ -12,6 +12,24 @@ use std::net::IpAddr;
 
 use strata_rules::model::{Fields, Mac, proto};
 
+/// The rewrite of the packet an ICMP error quotes: new (address, port) of its source and
+/// destination, where they change.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct InnerRewrite {
+    pub src: Option<(IpAddr, u16)>,
+    pub dst: Option<(IpAddr, u16)>,
+}
+
+impl InnerRewrite {
+    /// `self` then `next`: a later change wins.
+    pub fn then(&self, next: &InnerRewrite) -> InnerRewrite {
+        InnerRewrite {
+            src: next.src.or(self.src),
+            dst: next.dst.or(self.dst),
+        }
+    }
+}
+
 /// What happens to the 802.1Q tag.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub enum VlanOp {
