@@ -1,7 +1,17 @@
 //! `strata bench ...`: benchmark subcommands.
-use std::path::PathBuf;
+//!
+//! `bench classbench` measures the compiled classifier on a ClassBench filter set and
+//! trace, in the same terms as DPDK's `test-acl` (build time, single-core Mpps), and can
+//! write the per-packet answers so they can be checked against a reference.
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use clap::Subcommand;
+use strata_rules::Fields;
+use strata_rules::classbench;
+use strata_rules::classifier::{ClassRule, Classifier};
 
 use crate::Failure;
 
@@ -11,6 +21,7 @@ pub enum BenchCommand {
     Classbench {
         #[arg(long)]
         rules: PathBuf,
+        /// The trace; gzip-compressed if its name ends in `.gz`.
         #[arg(long)]
         trace: PathBuf,
         /// Write the 0-based index of the first matching rule per trace line (-1: none).
@@ -21,6 +32,127 @@ pub enum BenchCommand {
 
 pub fn run(cmd: BenchCommand) -> Result<(), Failure> {
     match cmd {
-        BenchCommand::Classbench { .. } => Err(Failure::Runtime("not yet built".into())),
+        BenchCommand::Classbench {
+            rules,
+            trace,
+            matches,
+        } => classbench(&rules, &trace, matches.as_deref()),
     }
+}
+
+/// Reads a text file, gunzipping it when its name ends in `.gz`.
+fn read_text(path: &Path) -> Result<String, Failure> {
+    let bad = |e: std::io::Error| Failure::Input(format!("{}: {e}", path.display()));
+    let file = File::open(path).map_err(bad)?;
+    let mut text = String::new();
+    if path.extension().is_some_and(|e| e == "gz") {
+        flate2::read::MultiGzDecoder::new(file)
+            .read_to_string(&mut text)
+            .map_err(bad)?;
+    } else {
+        std::io::BufReader::new(file)
+            .read_to_string(&mut text)
+            .map_err(bad)?;
+    }
+    Ok(text)
+}
+
+/// Classification passes over the trace: enough to get past warm-up and noise, few enough
+/// to keep the whole run to about a second on a shared machine.
+const MIN_PASSES: usize = 3;
+const MAX_PASSES: usize = 20;
+const TIME_BUDGET: Duration = Duration::from_millis(1500);
+
+fn classbench(rules: &Path, trace: &Path, matches: Option<&Path>) -> Result<(), Failure> {
+    let filters = classbench::parse_filters(&read_text(rules)?)
+        .map_err(|e| Failure::Input(format!("{}: {e}", rules.display())))?;
+    let packets = classbench::parse_trace(&read_text(trace)?)
+        .map_err(|e| Failure::Input(format!("{}: {e}", trace.display())))?;
+    if packets.is_empty() {
+        return Err(Failure::Input(format!(
+            "{}: the trace has no packets",
+            trace.display()
+        )));
+    }
+
+    let start = Instant::now();
+    let classifier = Classifier::build(&filters);
+    let build = start.elapsed();
+
+    let mut out = vec![None; packets.len()];
+    let best = measure(&classifier, &packets, &mut out);
+    let mpps = packets.len() as f64 / best.as_secs_f64() / 1e6;
+
+    let update = measure_updates(&filters);
+
+    // Written, not println!-ed: a closed pipe (`| head -1`) is an error to report, not a
+    // panic.
+    let (v4_tables, mixed_tables) = classifier.table_counts();
+    let summary = format!(
+        "rules={} packets={} build_ms={:.1} mpps={:.2}\nmemory_bytes={} tables={} ns_per_pkt={:.1} update_us={:.2}\n",
+        filters.len(),
+        packets.len(),
+        build.as_secs_f64() * 1e3,
+        mpps,
+        classifier.memory_bytes(),
+        v4_tables + mixed_tables,
+        best.as_secs_f64() * 1e9 / packets.len() as f64,
+        update.as_secs_f64() * 1e6
+    );
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(summary.as_bytes())
+        .and_then(|()| stdout.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(Failure::Runtime(format!("stdout: {e}")));
+    }
+
+    if let Some(path) = matches {
+        let write_err = |e: std::io::Error| Failure::Runtime(format!("{}: {e}", path.display()));
+        let mut w = BufWriter::new(File::create(path).map_err(write_err)?);
+        for m in &out {
+            match m {
+                Some(i) => writeln!(w, "{i}"),
+                None => writeln!(w, "-1"),
+            }
+            .map_err(write_err)?;
+        }
+        w.flush().map_err(write_err)?;
+    }
+    Ok(())
+}
+
+/// Runs repeated passes over the trace on this thread and returns the fastest pass.
+fn measure(c: &Classifier, packets: &[Fields], out: &mut [Option<u32>]) -> Duration {
+    let started = Instant::now();
+    let mut best = Duration::MAX;
+    for pass in 0..MAX_PASSES {
+        let t = Instant::now();
+        c.classify_batch(packets, out);
+        best = best.min(t.elapsed());
+        std::hint::black_box(&out);
+        if pass + 1 >= MIN_PASSES && started.elapsed() > TIME_BUDGET {
+            break;
+        }
+    }
+    best
+}
+
+/// Mean time of one incremental update (a rule removed, or put back) over rules spread
+/// through the set.
+fn measure_updates(filters: &[ClassRule]) -> Duration {
+    const OPS: usize = 500;
+    if filters.is_empty() {
+        return Duration::ZERO;
+    }
+    let mut c = Classifier::build(filters);
+    let step = (filters.len() / OPS).max(1);
+    let chosen: Vec<&ClassRule> = filters.iter().step_by(step).take(OPS).collect();
+    let t = Instant::now();
+    for r in &chosen {
+        c.remove(r.id);
+        c.insert((*r).clone());
+    }
+    t.elapsed() / (2 * chosen.len()) as u32
 }

@@ -35,6 +35,10 @@ action = "block"
 direction = "out"
 protocols = ["tcp"]
 remote_ports = [23]
+
+# A NAT network translates to the host's IPv4 address.
+[host]
+addresses = ["198.19.0.10"]
 "#;
 
 #[test]
@@ -50,7 +54,7 @@ fn good_policy_passes() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains(": ok (1 networks, 1 endpoints, 1 rules)"),
+        stdout.contains(": ok (1 networks, 1 endpoints, 3 rules)"),
         "{stdout}"
     );
 }
@@ -65,7 +69,9 @@ fn bundled_example_passes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 networks, 3 endpoints, 3 rules)"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ok (2 networks, 4 endpoints, 12 rules)")
+    );
 }
 
 #[test]
@@ -78,7 +84,9 @@ fn hns_json_example_passes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 networks, 3 endpoints, 3 rules)"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ok (2 networks, 4 endpoints, 12 rules)")
+    );
 }
 
 #[test]

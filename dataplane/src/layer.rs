@@ -2,6 +2,7 @@
 //! of `strata_rules::reference::evaluate_layer` but each group's best rule selected by a
 //! compiled matcher instead of a linear scan.
 
+use strata_rules::classifier::{ClassRule, Classifier};
 use strata_rules::maglev::Maglev;
 use strata_rules::model::{Action, Direction, Fields, Layer};
 use strata_rules::reference::{self as spec, DecidedBy};
@@ -15,10 +16,20 @@ pub struct Decision {
 }
 
 /// Selects a group's best rule.
-#[derive(Debug)]
 enum GroupMatcher {
     /// Few rules: a linear scan is fastest.
     Linear,
+    /// Many: the tuple-space classifier (`strata_rules::classifier`).
+    Classifier(Box<Classifier>),
+}
+
+impl std::fmt::Debug for GroupMatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GroupMatcher::Linear => f.write_str("Linear"),
+            GroupMatcher::Classifier(c) => write!(f, "Classifier({} rules)", c.len()),
+        }
+    }
 }
 
 /// A layer ready for the packet path.
@@ -38,8 +49,26 @@ pub struct LayerOutcome<'a> {
 }
 
 impl CompiledLayer {
-    pub fn compile(layer: Layer) -> CompiledLayer {
-        let matchers = layer.groups.iter().map(|_| GroupMatcher::Linear).collect();
+    /// Compiles a layer; groups of at least `classifier_min_rules` rules get a classifier.
+    pub fn compile(layer: Layer, classifier_min_rules: usize) -> CompiledLayer {
+        let matchers = layer
+            .groups
+            .iter()
+            .map(|g| {
+                if g.rules.len() < classifier_min_rules.max(1) {
+                    return GroupMatcher::Linear;
+                }
+                let rules: Vec<ClassRule> = (0u32..)
+                    .zip(&g.rules)
+                    .map(|(id, r)| ClassRule {
+                        id,
+                        priority: r.priority,
+                        conditions: r.conditions.clone(),
+                    })
+                    .collect();
+                GroupMatcher::Classifier(Box::new(Classifier::build(&rules)))
+            })
+            .collect();
         let maglev = layer
             .groups
             .iter()
@@ -69,8 +98,9 @@ impl CompiledLayer {
     }
 
     fn best(&self, group: usize, f: &Fields) -> Option<usize> {
-        match self.matchers[group] {
+        match &self.matchers[group] {
             GroupMatcher::Linear => spec::best_rule(&self.layer.groups[group].rules, f),
+            GroupMatcher::Classifier(c) => c.classify(f).map(|id| id as usize),
         }
     }
 

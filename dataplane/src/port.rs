@@ -40,11 +40,14 @@ impl NatState {
     }
 }
 
-/// Table sizes of a port.
+/// Table sizes and compilation choices of a port.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     pub flows: usize,
     pub connections: usize,
+    /// Groups with at least this many rules are compiled to a classifier; smaller ones
+    /// are scanned (faster below a few dozen rules).
+    pub classifier_min_rules: usize,
 }
 
 impl Default for Limits {
@@ -52,6 +55,7 @@ impl Default for Limits {
         Limits {
             flows: 1 << 20,
             connections: 1 << 20,
+            classifier_min_rules: 32,
         }
     }
 }
@@ -164,6 +168,7 @@ pub struct PortPipeline {
     pub flows: FlowTable,
     pub conns: ConnTable,
     pub counters: PortCounters,
+    limits: Limits,
 }
 
 impl PortPipeline {
@@ -178,6 +183,7 @@ impl PortPipeline {
             flows: FlowTable::new(limits.flows),
             conns: ConnTable::new(limits.connections),
             counters: PortCounters::default(),
+            limits,
         };
         p.set_layers(port);
         p
@@ -199,7 +205,7 @@ impl PortPipeline {
             .layers
             .iter()
             .cloned()
-            .map(CompiledLayer::compile)
+            .map(|l| CompiledLayer::compile(l, self.limits.classifier_min_rules))
             .collect();
         self.port = Port {
             layers: Vec::new(),

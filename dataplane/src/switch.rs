@@ -286,7 +286,7 @@ impl Switch {
             })
             .collect();
         // A mapped host port is never handed out by SNAT.
-        for (&(protocol, port), _) in &self.mappings {
+        for &(protocol, port) in self.mappings.keys() {
             for &ip in &policy.uplink.ips {
                 let single = strata_rules::model::PortRange::single(port);
                 let _ = self.nat.pools.allocate(ip, protocol, single, port);

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use proptest::prelude::*;
 use strata_dataplane::PacketMeta;
+use strata_dataplane::port::Limits;
 use strata_dataplane::switch::{FrameInfo, PortId, Switch};
 use strata_rules::model::*;
 use strata_rules::reference::{RefPacket, RefSwitch, tcp_flags};
@@ -371,9 +372,14 @@ fn reverse(p: &RefPacket) -> RefPacket {
     }
 }
 
-fn run(policy: Policy, ops: Vec<Op>) -> Result<(), TestCaseError> {
+/// `classify`: every group goes through the compiled classifier, not the linear scan.
+fn run(policy: Policy, ops: Vec<Op>, classify: bool) -> Result<(), TestCaseError> {
     let mut reference = RefSwitch::new(policy.clone());
-    let mut engine = Switch::new(policy);
+    let limits = Limits {
+        classifier_min_rules: if classify { 1 } else { usize::MAX },
+        ..Limits::default()
+    };
+    let mut engine = Switch::with_limits(policy, limits);
     let mut sent: Vec<RefPacket> = Vec::new();
     // Each sent packet as it left the switch (itself when dropped).
     let mut left: Vec<RefPacket> = Vec::new();
@@ -455,12 +461,16 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 
     #[test]
-    fn engine_matches_reference(policy in policy(false), ops in ops(false)) {
-        run(policy, ops)?;
+    fn engine_matches_reference(policy in policy(false), ops in ops(false), classify: bool) {
+        run(policy, ops, classify)?;
     }
 
     #[test]
-    fn engine_matches_reference_with_transpositions(policy in policy(true), ops in ops(true)) {
-        run(policy, ops)?;
+    fn engine_matches_reference_with_transpositions(
+        policy in policy(true),
+        ops in ops(true),
+        classify: bool,
+    ) {
+        run(policy, ops, classify)?;
     }
 }

@@ -690,11 +690,21 @@ impl RefSwitch {
                 if f.protocol == proto::TCP && pkt.tcp_flags & tcp_flags::RST != 0 {
                     free(&mut self.nat, fresh);
                 } else {
+                    // A new connection replaces any whose replies would look the same
+                    // (two connections translated to one exit key) or that it continues.
+                    let exit_key = conn_key(&d.out, d.out_icmp_id).unwrap_or(k);
+                    while let Some(i) = self.conns.iter().position(|c| {
+                        c.port == port
+                            && c.orig_dir == dir
+                            && (c.key == k || c.exit_key == exit_key)
+                    }) {
+                        self.remove(i);
+                    }
                     self.conns.push(RefConn {
                         port,
                         orig_dir: dir,
                         key: k,
-                        exit_key: conn_key(&d.out, d.out_icmp_id).unwrap_or(k),
+                        exit_key,
                         orig_fields: f,
                         orig_icmp_id: id,
                         rewrite: d.rewrite,

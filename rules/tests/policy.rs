@@ -2,7 +2,8 @@
 //! profile and ACL translation compiles to the layers DESIGN §1–2 prescribe.
 
 use strata_rules::model::{
-    Action, Conditions, DefaultPolicy, Driver, GroupDirection, Isolation, PortRange, proto,
+    Action, Backend, Conditions, DefaultPolicy, Distribution, Driver, Group, GroupDirection,
+    Isolation, Layer, LoadBalancer, OutboundNat, PortRange, RemoteRoute, Rule, proto,
 };
 use strata_rules::policy::{self, PolicyErrors};
 use strata_rules::{IpPrefix, Policy};
@@ -470,14 +471,42 @@ fn entry_names(d: &DefaultPolicy) -> Vec<&str> {
 #[test]
 fn example_policy_compiles() {
     let p = policy::load(EXAMPLE, "examples/policy.toml").unwrap();
-    assert_eq!(p.networks.len(), 1);
+    assert_eq!(p.networks.len(), 2);
     assert_eq!(p.networks[0].driver, Driver::Nat);
+    let overlay = &p.networks[1];
+    assert_eq!(
+        (
+            overlay.name.as_str(),
+            overlay.driver,
+            overlay.vni,
+            overlay.vxlan_port
+        ),
+        ("overlay", Driver::Overlay, Some(4096), 4789)
+    );
+    assert_eq!(
+        overlay.outbound_nat,
+        Some(OutboundNat {
+            vip: ip("198.19.0.10"),
+            exceptions: vec![pfx("198.18.0.0/15")],
+        })
+    );
+    assert_eq!(
+        overlay.remote_routes,
+        vec![RemoteRoute {
+            prefix: pfx("198.18.3.0/24"),
+            provider_address: ip("198.19.0.20"),
+            mac: None,
+        }]
+    );
     assert_eq!(
         p.uplink.ips,
         vec!["198.19.0.10".parse::<std::net::IpAddr>().unwrap()]
     );
     let names: Vec<&str> = p.ports.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["web", "db", "client"]);
+    assert_eq!(names, ["web", "db", "client", "api"]);
+    assert_eq!(layer_names(&p, "web"), ["acl", "nat"]);
+    assert_eq!(layer_names(&p, "api"), ["acl", "nat"]);
+    assert!(p.load_balancers.is_empty());
     let web = p.port("web").unwrap();
     assert_eq!(web.port_mappings.len(), 1);
     assert_eq!(
@@ -664,7 +693,7 @@ fn custom_layers_compile_in_file_order() {
     let p = ok(&extra);
     let port = p.port("web").unwrap();
     let names: Vec<&str> = port.layers.iter().map(|l| l.name.as_str()).collect();
-    assert_eq!(names, ["acl", "custom", "second"]);
+    assert_eq!(names, ["acl", "custom", "second", "nat"]);
     let custom = &port.layers[1];
     assert_eq!(custom.defaults.inbound, DefaultPolicy::block_all());
     assert_eq!(custom.defaults.outbound, DefaultPolicy::allow_all());
@@ -803,4 +832,738 @@ proptest::proptest! {
         text.replace_range(at..end, &junk);
         let _ = policy::load_hns_json(&text, "m.json");
     }
+}
+
+// ---- header transpositions: load balancers, NAT, OutboundNAT, overlay ----
+
+fn ip(s: &str) -> std::net::IpAddr {
+    s.parse().unwrap()
+}
+
+fn pfx(s: &str) -> IpPrefix {
+    s.parse().unwrap()
+}
+
+fn layer_names<'a>(p: &'a Policy, port: &str) -> Vec<&'a str> {
+    p.port(port)
+        .unwrap()
+        .layers
+        .iter()
+        .map(|l| l.name.as_str())
+        .collect()
+}
+
+fn layer<'a>(p: &'a Policy, port: &str, name: &str) -> &'a Layer {
+    let port = p.port(port).unwrap();
+    port.layers
+        .iter()
+        .find(|l| l.name == name)
+        .unwrap_or_else(|| panic!("no layer {name:?} on {}", port.name))
+}
+
+fn nat_rule(id: &str, priority: u32, conditions: Conditions, action: Action) -> Rule {
+    Rule {
+        id: id.into(),
+        priority,
+        conditions,
+        action,
+        terminating: false,
+        stateful: true,
+    }
+}
+
+const NAT_PORTS: PortRange = PortRange {
+    lo: 1024,
+    hi: 65535,
+};
+
+/// An overlay network with OutboundNAT and a remote route, appended to BASE.
+const OVERLAY_NAT: &str = r#"
+[[network]]
+name = "ov2"
+driver = "overlay"
+subnets = ["10.2.0.0/24"]
+vni = 5000
+vxlan_port = 8472
+[network.outbound_nat]
+vip = "198.19.0.10"
+exceptions = ["10.0.0.0/8", "192.168.0.0/16"]
+[[network.remote_subnet_route]]
+prefix = "10.3.0.0/24"
+provider_address = "2001:db8:ff::20"
+mac = "00:15:5d:03:03:01"
+"#;
+
+const LB: &str = r#"
+[[load_balancer]]
+name = "svc"
+protocol = "tcp"
+vip = "198.18.100.1"
+port = 80
+backends = ["198.18.1.10:8080", "198.18.1.11"]
+[[load_balancer]]
+name = "dns6"
+protocol = "udp"
+vip = "2001:db8:100::1"
+port = 53
+backends = ["[2001:db8:1::5]:5353"]
+distribution = "source-ip"
+"#;
+
+#[test]
+fn nat_layer_with_two_port_mappings() {
+    let extra = endpoint("web", "nat", 10, "198.18.1.10")
+        + "[[endpoint.port_mapping]]\ninternal_port = 80\nexternal_port = 8080\n\
+           [[endpoint.port_mapping]]\nprotocol = \"udp\"\ninternal_port = 53\nexternal_port = 5353\n";
+    let p = ok(&extra);
+    assert_eq!(layer_names(&p, "web"), ["acl", "nat"]);
+    let dnat = |p: u8, ext: u16, int: u16, id: &str| {
+        nat_rule(
+            id,
+            100,
+            Conditions {
+                protocol: vec![p],
+                dst_ip: vec![pfx("198.19.0.10/32")],
+                dst_port: vec![PortRange::single(ext)],
+                ..Conditions::default()
+            },
+            Action::Dnat {
+                ip: ip("198.18.1.10"),
+                port: Some(int),
+            },
+        )
+    };
+    let want = Layer {
+        name: "nat".into(),
+        groups: vec![
+            Group {
+                name: "snat".into(),
+                direction: GroupDirection::Out,
+                condition: None,
+                rules: vec![
+                    nat_rule(
+                        "bridge",
+                        1,
+                        Conditions {
+                            dst_ip: vec![pfx("198.18.1.0/24")],
+                            ..Conditions::default()
+                        },
+                        Action::Allow,
+                    ),
+                    nat_rule(
+                        "snat",
+                        2,
+                        Conditions {
+                            src_ip: vec![pfx("0.0.0.0/0")],
+                            ..Conditions::default()
+                        },
+                        Action::Snat {
+                            ip: ip("198.19.0.10"),
+                            ports: NAT_PORTS,
+                        },
+                    ),
+                ],
+            },
+            Group {
+                name: "port-mappings".into(),
+                direction: GroupDirection::In,
+                condition: None,
+                rules: vec![
+                    dnat(proto::TCP, 8080, 80, "port-mapping:tcp/8080"),
+                    dnat(proto::UDP, 5353, 53, "port-mapping:udp/5353"),
+                ],
+            },
+        ],
+        defaults: strata_rules::Defaults::allow_all(),
+    };
+    assert_eq!(layer(&p, "web", "nat"), &want);
+}
+
+#[test]
+fn nat_uses_the_first_host_ipv4_and_matches_every_one() {
+    let text = BASE.replace(
+        "addresses = [\"198.19.0.10\"]",
+        "addresses = [\"2001:db8::10\", \"198.19.0.10\", \"198.19.0.11\"]",
+    ) + &endpoint("web", "nat", 10, "198.18.1.10")
+        + "[[endpoint.port_mapping]]\ninternal_port = 80\nexternal_port = 8080\n";
+    let p = policy::load(&text, "test.toml").unwrap();
+    let nat = layer(&p, "web", "nat");
+    assert_eq!(
+        nat.groups[0].rules[1].action,
+        Action::Snat {
+            ip: ip("198.19.0.10"),
+            ports: NAT_PORTS
+        }
+    );
+    assert_eq!(
+        nat.groups[1].rules[0].conditions.dst_ip,
+        vec![pfx("198.19.0.10/32"), pfx("198.19.0.11/32")]
+    );
+}
+
+#[test]
+fn overlay_endpoint_with_outbound_nat() {
+    let extra = OVERLAY_NAT.to_owned() + &endpoint("o", "ov2", 20, "10.2.0.10");
+    let p = ok(&extra);
+    let net = p.network("ov2").unwrap();
+    assert_eq!(net.vxlan_port, 8472);
+    assert_eq!(
+        net.remote_routes,
+        vec![RemoteRoute {
+            prefix: pfx("10.3.0.0/24"),
+            provider_address: ip("2001:db8:ff::20"),
+            mac: Some("00:15:5d:03:03:01".parse().unwrap()),
+        }]
+    );
+    assert_eq!(p.network("ov").unwrap().vxlan_port, 4789);
+    assert_eq!(p.network("ov").unwrap().outbound_nat, None);
+    assert_eq!(layer_names(&p, "o"), ["acl", "nat"]);
+    let want = Layer {
+        name: "nat".into(),
+        groups: vec![Group {
+            name: "outbound-nat".into(),
+            direction: GroupDirection::Out,
+            condition: None,
+            rules: vec![
+                nat_rule(
+                    "exceptions",
+                    1,
+                    Conditions {
+                        dst_ip: vec![pfx("10.0.0.0/8"), pfx("192.168.0.0/16"), pfx("10.2.0.0/24")],
+                        ..Conditions::default()
+                    },
+                    Action::Allow,
+                ),
+                nat_rule(
+                    "outbound-nat",
+                    2,
+                    Conditions {
+                        src_ip: vec![pfx("0.0.0.0/0")],
+                        ..Conditions::default()
+                    },
+                    Action::Snat {
+                        ip: ip("198.19.0.10"),
+                        ports: NAT_PORTS,
+                    },
+                ),
+            ],
+        }],
+        defaults: strata_rules::Defaults::allow_all(),
+    };
+    assert_eq!(layer(&p, "o", "nat"), &want);
+}
+
+#[test]
+fn outbound_nat_with_an_ipv6_vip_matches_ipv6_sources() {
+    let extra =
+        "\n[[network]]\nname = \"b6\"\ndriver = \"l2bridge\"\nsubnets = [\"2001:db8:5::/64\"]\n\
+                 outbound_nat = { vip = \"2001:db8::10\" }\n"
+            .to_owned()
+            + "\n[[endpoint]]\nname = \"v6\"\nnetwork = \"b6\"\nmac = \"00:15:5d:01:01:30\"\nipv6 = \"2001:db8:5::10\"\n";
+    let p = ok(&extra);
+    let rules = &layer(&p, "v6", "nat").groups[0].rules;
+    assert_eq!(rules[0].conditions.dst_ip, vec![pfx("2001:db8:5::/64")]);
+    assert_eq!(rules[1].conditions.src_ip, vec![pfx("::/0")]);
+}
+
+#[test]
+fn endpoints_without_nat_get_no_nat_layer() {
+    let extra = endpoint("a", "l2", 10, "10.0.0.10") + &endpoint("b", "ov", 11, "10.1.0.10");
+    let p = ok(&extra);
+    assert_eq!(layer_names(&p, "a"), ["acl"]);
+    assert_eq!(layer_names(&p, "b"), ["acl"]);
+}
+
+#[test]
+fn load_balancer_layer_and_policy() {
+    let extra = LB.to_owned()
+        + &endpoint("web", "nat", 10, "198.18.1.10")
+        + "[[endpoint.layer]]\nname = \"custom\"\n\
+           [[endpoint.layer.group]]\nname = \"g\"\n\
+           [[endpoint.layer.group.rule]]\nid = \"to-svc\"\naction = \"load-balance\"\nload_balancer = \"svc\"\n"
+        + &endpoint("l", "l2", 11, "10.0.0.10");
+    let p = ok(&extra);
+    let svc = LoadBalancer {
+        name: "svc".into(),
+        backends: vec![
+            Backend {
+                ip: ip("198.18.1.10"),
+                port: 8080,
+            },
+            Backend {
+                ip: ip("198.18.1.11"),
+                port: 0,
+            },
+        ],
+        distribution: Distribution::FiveTuple,
+    };
+    let dns6 = LoadBalancer {
+        name: "dns6".into(),
+        backends: vec![Backend {
+            ip: ip("2001:db8:1::5"),
+            port: 5353,
+        }],
+        distribution: Distribution::SourceIp,
+    };
+    assert_eq!(p.load_balancers.len(), 2);
+    assert_eq!(
+        (
+            p.load_balancers[0].protocol,
+            p.load_balancers[0].vip,
+            p.load_balancers[0].port,
+            &p.load_balancers[0].lb
+        ),
+        (proto::TCP, ip("198.18.100.1"), 80, &svc)
+    );
+    assert_eq!(
+        (
+            p.load_balancers[1].protocol,
+            p.load_balancers[1].vip,
+            p.load_balancers[1].port,
+            &p.load_balancers[1].lb
+        ),
+        (proto::UDP, ip("2001:db8:100::1"), 53, &dns6)
+    );
+    assert_eq!(layer_names(&p, "web"), ["acl", "custom", "lb", "nat"]);
+    assert_eq!(layer_names(&p, "l"), ["acl", "lb"]);
+    let lb_rule = |lb: &LoadBalancer, p: u8, vip: &str, port: u16| Rule {
+        id: lb.name.clone(),
+        priority: 100,
+        conditions: Conditions {
+            protocol: vec![p],
+            dst_ip: vec![IpPrefix::host(ip(vip))],
+            dst_port: vec![PortRange::single(port)],
+            ..Conditions::default()
+        },
+        action: Action::LoadBalance(lb.clone()),
+        terminating: false,
+        stateful: true,
+    };
+    let want = Layer {
+        name: "lb".into(),
+        groups: vec![Group {
+            name: "lb".into(),
+            direction: GroupDirection::Out,
+            condition: None,
+            rules: vec![
+                lb_rule(&svc, proto::TCP, "198.18.100.1", 80),
+                lb_rule(&dns6, proto::UDP, "2001:db8:100::1", 53),
+            ],
+        }],
+        defaults: strata_rules::Defaults::allow_all(),
+    };
+    assert_eq!(layer(&p, "web", "lb"), &want);
+    assert_eq!(layer(&p, "l", "lb"), &want);
+    let custom = &layer(&p, "web", "custom").groups[0].rules[0];
+    assert_eq!(custom.action, Action::LoadBalance(svc));
+    assert!(custom.stateful);
+}
+
+#[test]
+fn transposition_actions_in_custom_rules() {
+    let extra = endpoint("web", "l2", 10, "10.0.0.10")
+        + "[[endpoint.layer]]\nname = \"t\"\n\
+           [[endpoint.layer.group]]\nname = \"g\"\n\
+           [[endpoint.layer.group.rule]]\nid = \"s\"\naction = \"snat\"\nsnat = { ip = \"198.19.0.10\", ports = \"2000-3000\" }\n\
+           [[endpoint.layer.group.rule]]\nid = \"s2\"\naction = \"snat\"\nsnat = { ip = \"198.19.0.11\" }\n\
+           [[endpoint.layer.group.rule]]\nid = \"d\"\naction = \"dnat\"\ndnat = { ip = \"10.0.0.20\", port = 80 }\n\
+           [[endpoint.layer.group.rule]]\nid = \"d2\"\naction = \"dnat\"\ndnat = { ip = \"10.0.0.21\" }\n\
+           [[endpoint.layer.group.rule]]\nid = \"m\"\naction = \"set-mac\"\nset_mac = { dst = \"00:15:5d:00:00:02\" }\n";
+    let p = ok(&extra);
+    let rules = &layer(&p, "web", "t").groups[0].rules;
+    let actions: Vec<&Action> = rules.iter().map(|r| &r.action).collect();
+    assert_eq!(
+        actions,
+        [
+            &Action::Snat {
+                ip: ip("198.19.0.10"),
+                ports: PortRange { lo: 2000, hi: 3000 }
+            },
+            &Action::Snat {
+                ip: ip("198.19.0.11"),
+                ports: NAT_PORTS
+            },
+            &Action::Dnat {
+                ip: ip("10.0.0.20"),
+                port: Some(80)
+            },
+            &Action::Dnat {
+                ip: ip("10.0.0.21"),
+                port: None
+            },
+            &Action::SetMac {
+                src: None,
+                dst: Some("00:15:5d:00:00:02".parse().unwrap())
+            },
+        ]
+    );
+    assert!(rules.iter().all(|r| r.stateful));
+}
+
+#[test]
+fn load_balancer_errors() {
+    let extra = r#"
+[[load_balancer]]
+name = "svc"
+vip = "198.18.100.1"
+port = 80
+backends = ["198.18.1.10:80", "[2001:db8::5]:8080", "bogus:1"]
+[[load_balancer]]
+name = "svc"
+protocol = "udp"
+vip = "198.18.100.300"
+port = 70000
+backends = []
+distribution = "round-robin"
+"#;
+    fails(
+        extra,
+        "\"[2001:db8::5]:8080\"",
+        "load_balancer \"svc\"",
+        "is IPv6 but the vip is IPv4",
+    );
+    fails(
+        extra,
+        "\"bogus:1\"",
+        "load_balancer \"svc\"",
+        "is not a backend",
+    );
+    // The second one fails to deserialize (bad distribution), so its other checks wait.
+    fails(
+        extra,
+        "\"round-robin\"",
+        "load_balancer \"svc\"",
+        "unknown variant",
+    );
+    let extra = r#"
+[[load_balancer]]
+name = "svc"
+vip = "198.18.100.1"
+port = 80
+backends = ["198.18.1.10:80"]
+[[load_balancer]]
+name = "svc"
+protocol = "udp"
+vip = "198.18.100.300"
+port = 70000
+backends = []
+"#;
+    let second = "name = \"svc\"\nprotocol";
+    fails(
+        extra,
+        second,
+        "load_balancer \"svc\"",
+        "duplicate load balancer name",
+    );
+    fails(
+        extra,
+        second,
+        "load_balancer \"svc\"",
+        "needs at least one backend",
+    );
+    fails(extra, "\"198.18.100.300\"", "load_balancer \"svc\"", "vip:");
+    fails(
+        extra,
+        "70000",
+        "load_balancer \"svc\"",
+        "port 70000 is out of range",
+    );
+    let extra = r#"
+[[load_balancer]]
+name = "a"
+vip = "198.18.100.1"
+port = 80
+backends = ["198.18.1.10"]
+[[load_balancer]]
+name = "b"
+vip = "198.18.100.1"
+port = 80 # again
+backends = ["198.18.1.11"]
+"#;
+    fails(
+        extra,
+        "80 # again",
+        "load_balancer \"b\"",
+        "already balanced by load_balancer \"a\"",
+    );
+}
+
+#[test]
+fn rule_action_parameter_errors() {
+    let extra = endpoint("web", "l2", 10, "10.0.0.10")
+        + "[[endpoint.layer]]\nname = \"t\"\n\
+           [[endpoint.layer.group]]\nname = \"g\"\n\
+           [[endpoint.layer.group.rule]]\nid = \"missing\"\naction = \"snat\"\n\
+           [[endpoint.layer.group.rule]]\nid = \"extra\"\naction = \"allow\"\ndnat = { ip = \"10.0.0.20\" }\n\
+           [[endpoint.layer.group.rule]]\nid = \"ports\"\naction = \"snat\"\nsnat = { ip = \"198.19.0.10\", ports = \"3000-2000\" }\n\
+           [[endpoint.layer.group.rule]]\nid = \"zero\"\naction = \"snat\"\nsnat = { ip = \"198.19.0.10\", ports = \"0-100\" }\n\
+           [[endpoint.layer.group.rule]]\nid = \"badip\"\naction = \"dnat\"\ndnat = { ip = \"10.0.0\", port = 0 }\n\
+           [[endpoint.layer.group.rule]]\nid = \"nolb\"\naction = \"load-balance\"\nload_balancer = \"nope\"\n\
+           [[endpoint.layer.group.rule]]\nid = \"nomac\"\naction = \"set-mac\"\nset_mac = {}\n\
+           [[endpoint.layer.group.rule]]\nid = \"stateless\"\naction = \"dnat\"\ndnat = { ip = \"10.0.0.20\" }\nstateful = false\n\
+           [[endpoint.layer]]\nname = \"nat\"\ndefault_in = \"allow\"\n";
+    let rule = |id: &str| format!("endpoint \"web\" layer \"t\" group \"g\" rule \"{id}\"");
+    fails(
+        &extra,
+        "action = \"snat\"\n",
+        &rule("missing"),
+        "action = \"snat\" needs `snat = {",
+    );
+    fails(
+        &extra,
+        "dnat = { ip = \"10.0.0.20\" }\n",
+        &rule("extra"),
+        "dnat is only for action = \"dnat\"",
+    );
+    fails(
+        &extra,
+        "\"3000-2000\"",
+        &rule("ports"),
+        "low end above its high end",
+    );
+    fails(
+        &extra,
+        "\"0-100\"",
+        &rule("zero"),
+        "port 0 cannot be allocated",
+    );
+    fails(&extra, "\"10.0.0\"", &rule("badip"), "dnat.ip:");
+    fails(
+        &extra,
+        "port = 0",
+        &rule("badip"),
+        "dnat.port 0 is out of range",
+    );
+    fails(
+        &extra,
+        "\"nope\"",
+        &rule("nolb"),
+        "unknown load balancer `nope` (no [[load_balancer]] is defined)",
+    );
+    fails(
+        &extra,
+        "set_mac = {}",
+        &rule("nomac"),
+        "set_mac needs src, dst or both",
+    );
+    fails(
+        &extra,
+        "stateful = false",
+        &rule("stateless"),
+        "always stateful",
+    );
+    fails(
+        &extra,
+        "name = \"nat\"\ndefault_in",
+        "layer \"nat\"",
+        "duplicate layer name: the NAT layer (reserved)",
+    );
+}
+
+#[test]
+fn overlay_option_errors() {
+    let extra = r#"
+[[network]]
+name = "t"
+driver = "transparent"
+subnets = ["10.5.0.0/24"]
+vxlan_port = 4789
+outbound_nat = { vip = "198.19.0.10" }
+[[network.remote_subnet_route]]
+prefix = "10.6.0.0/24"
+provider_address = "198.19.0.20"
+
+[[network]]
+name = "o"
+driver = "overlay"
+subnets = ["10.7.0.0/24"]
+vni = 7000
+vxlan_port = 0
+[network.outbound_nat]
+vip = "not-an-ip"
+exceptions = ["10.0.0.1/8"]
+[[network.remote_subnet_route]]
+prefix = "2001:db8:7::/64"
+provider_address = "198.19.0.20"
+[[network.remote_subnet_route]]
+prefix = "10.7.0.128/25"
+provider_address = "198.19.0.21"
+[[network.remote_subnet_route]]
+prefix = "10.8.0.0/24"
+provider_address = "nope"
+mac = "ff:ff:ff:ff:ff:ff"
+[[network.remote_subnet_route]]
+prefix = "10.8.0.0/16"
+provider_address = "198.19.0.22"
+"#;
+    fails(
+        extra,
+        "vxlan_port = 4789",
+        "network \"t\"",
+        "vxlan_port is only for overlay networks; this one is transparent",
+    );
+    fails(
+        extra,
+        "outbound_nat = {",
+        "network \"t\" outbound_nat",
+        "outbound_nat is only for overlay and l2bridge networks",
+    );
+    fails(
+        extra,
+        "[[network.remote_subnet_route]]\nprefix = \"10.6.0.0/24\"",
+        "network \"t\" remote_subnet_route #1",
+        "only for overlay networks",
+    );
+    fails(
+        extra,
+        "vxlan_port = 0",
+        "network \"o\"",
+        "vxlan_port 0 is out of range 1..=65535",
+    );
+    fails(extra, "\"not-an-ip\"", "network \"o\" outbound_nat", "vip:");
+    fails(
+        extra,
+        "\"10.0.0.1/8\"",
+        "network \"o\" outbound_nat",
+        "host bits set",
+    );
+    fails(
+        extra,
+        "\"2001:db8:7::/64\"",
+        "network \"o\" remote_subnet_route #1",
+        "is IPv6 but the network has no IPv6 subnet",
+    );
+    fails(
+        extra,
+        "\"10.7.0.128/25\"",
+        "network \"o\" remote_subnet_route #2",
+        "overlaps the network's own subnet 10.7.0.0/24",
+    );
+    fails(
+        extra,
+        "\"nope\"",
+        "network \"o\" remote_subnet_route #3",
+        "provider_address:",
+    );
+    fails(
+        extra,
+        "\"ff:ff:ff:ff:ff:ff\"",
+        "network \"o\" remote_subnet_route #3",
+        "mac:",
+    );
+    fails(
+        extra,
+        "\"10.8.0.0/16\"",
+        "network \"o\" remote_subnet_route #4",
+        "overlaps the remote route 10.8.0.0/24",
+    );
+}
+
+#[test]
+fn nat_network_needs_a_host_ipv4_address() {
+    let text = BASE.replace(
+        "addresses = [\"198.19.0.10\"]",
+        "addresses = [\"2001:db8::10\"]",
+    );
+    let errors = policy::load(&text, "test.toml").unwrap_err();
+    let line = text[..text.find("driver = \"nat\"").unwrap()]
+        .matches('\n')
+        .count()
+        + 1;
+    assert_eq!(
+        errors.to_string(),
+        format!(
+            "test.toml:{line}:10: network \"nat\": a NAT network needs an IPv4 host address in [host] addresses (WinNAT translates to it)"
+        )
+    );
+}
+
+#[test]
+fn lb_example_compiles() {
+    let text = include_str!("../../examples/lb.toml");
+    let p = policy::load(text, "examples/lb.toml").unwrap();
+    assert_eq!(p.load_balancers.len(), 1);
+    assert_eq!(p.load_balancers[0].lb.backends.len(), 2);
+    for port in ["web-1", "web-2", "client"] {
+        assert_eq!(layer_names(&p, port), ["acl", "lb"]);
+    }
+}
+
+#[test]
+fn hns_json_network_policy_errors() {
+    let json = r#"{
+  "Networks": [{"Name": "o", "Type": "Overlay", "Subnets": ["10.1.0.0/24"],
+    "Policies": [{"Type": "VSID", "VSID": 4096},
+                 {"Type": "OutBoundNAT", "Settings": {"VirtualIP": "198.19.0.10", "Exeptions": []}},
+                 {"Type": "RemoteSubnetRoute", "Settings": {"ProviderAddress": "198.19.0.20"}},
+                 {"Type": "ELB"}]}],
+  "Endpoints": []
+}"#;
+    let errors = policy::load_hns_json(json, "h.json")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errors.contains("h.json:4:") && errors.contains("outbound_nat: unknown field `Exeptions`"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("h.json:5:")
+            && errors.contains("remote_subnet_route #1: missing field `DestinationPrefix`"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("h.json:6:") && errors.contains("network policies supported"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn port_mappings_need_the_endpoints_ipv4() {
+    let extra = "\n[[endpoint]]\nname = \"six\"\nnetwork = \"nat\"\nmac = \"00:15:5d:01:01:40\"\nipv6 = \"2001:db8::40\"\n\
+                 [[endpoint.port_mapping]]\ninternal_port = 80\nexternal_port = 8080\n";
+    let text = BASE.replace(
+        "subnets = [\"198.18.1.0/24\"]",
+        "subnets = [\"198.18.1.0/24\", \"2001:db8::/64\"]",
+    ) + extra;
+    let errors = policy::load(&text, "test.toml").unwrap_err().to_string();
+    assert!(
+        errors.contains("endpoint \"six\": port mappings need an ipv4 address"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn hns_json_endpoint_elb_and_outbound_nat_say_where_to_go() {
+    let json = r#"{
+  "Host": {"IPAddresses": ["198.19.0.10"]},
+  "Networks": [{"Name": "nat", "Type": "NAT", "Subnets": ["198.18.1.0/24"]}],
+  "Endpoints": [{"Name": "web", "VirtualNetworkName": "nat", "MacAddress": "00-15-5D-01-01-0A",
+     "IPAddress": "198.18.1.10",
+     "Policies": [{"Type": "ELB", "Settings": {}},
+                  {"Type": "OutBoundNAT", "Settings": {"VirtualIP": "198.19.0.10"}}]}]
+}"#;
+    let errors = policy::load_hns_json(json, "h.json")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errors.contains("h.json:6:") && errors.contains("write a [[load_balancer]]"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("h.json:7:") && errors.contains("put it in the network's Policies"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn documented_load_balancer_compiles() {
+    let doc = include_str!("../../docs/policy.md");
+    let start = doc
+        .find("```toml\n[[load_balancer]]")
+        .expect("the load balancer example in docs/policy.md")
+        + 8;
+    let len = doc[start..].find("```").expect("end of the toml block");
+    let p = policy::load(&doc[start..start + len], "docs/policy.md").unwrap();
+    assert_eq!(p.load_balancers.len(), 1);
+    assert_eq!(p.load_balancers[0].lb.name, "svc");
 }

@@ -6,6 +6,8 @@
 //! applies that single rewrite. `apply_fields` gives what the following layers see;
 //! the byte-level rewrite (with incremental checksums) lives in [`bytes`].
 
+pub mod bytes;
+
 use std::net::IpAddr;
 
 use strata_rules::model::{Fields, Mac, proto};

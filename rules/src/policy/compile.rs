@@ -10,8 +10,9 @@ use toml::Spanned;
 use super::values::{self, Items, Scalar};
 use super::{Diagnostics, raw};
 use crate::model::{
-    Action, Conditions, DefaultPolicy, DefaultRule, Defaults, Driver, Group, GroupDirection,
-    IpPrefix, Isolation, Layer, Mac, Network, Policy, Port, PortMapping, PortRange, Rule, Uplink,
+    Action, Backend, Conditions, DefaultPolicy, DefaultRule, Defaults, Distribution, Driver, Group,
+    GroupDirection, IpPrefix, Isolation, Layer, LoadBalancer, LoadBalancerPolicy, Mac, Network,
+    OutboundNat, Policy, Port, PortMapping, PortRange, RemoteRoute, Rule, Uplink, VXLAN_PORT,
     proto,
 };
 
@@ -25,8 +26,21 @@ pub const ACL_LAYER: &str = "acl";
 pub const ACL_OUT_GROUP: &str = "acl-out";
 /// Group of the `acl` layer holding the ACLs with `direction = "in"`.
 pub const ACL_IN_GROUP: &str = "acl-in";
+/// Name of the load-balancing layer, present on every port when the policy has
+/// `[[load_balancer]]`s; its one group is [`LB_GROUP`].
+pub const LB_LAYER: &str = "lb";
+/// The outbound group of the `lb` layer: one rule per load balancer, id = its name.
+pub const LB_GROUP: &str = "lb";
+/// Name of the NAT layer, on endpoints of a `nat` network or of a network with
+/// OutboundNAT.
+pub const NAT_LAYER: &str = "nat";
+/// Source ports that NAT allocates from.
+pub const NAT_PORTS: PortRange = PortRange {
+    lo: 1024,
+    hi: 65535,
+};
 
-fn action(a: raw::Action) -> Action {
+fn acl_action(a: raw::Action) -> Action {
     match a {
         raw::Action::Allow => Action::Allow,
         raw::Action::Block => Action::Block,
@@ -264,6 +278,16 @@ struct NetworkInfo {
     driver: Driver,
     subnets: Vec<IpPrefix>,
     gateway: Option<IpAddr>,
+    outbound_nat: Option<OutboundNat>,
+}
+
+/// Whether two prefixes share an address (never across families).
+fn overlaps(a: &IpPrefix, b: &IpPrefix) -> bool {
+    a.contains(b.addr()) || b.contains(a.addr())
+}
+
+fn family(ip_v4: bool) -> &'static str {
+    if ip_v4 { "IPv4" } else { "IPv6" }
 }
 
 /// Who already owns a name, an address or a MAC, for "duplicate" messages.
@@ -321,6 +345,7 @@ fn compile_uplink(d: &mut Diagnostics, host: Option<Spanned<raw::Host>>) -> Upli
 fn compile_networks(
     d: &mut Diagnostics,
     raws: Vec<Spanned<raw::Network>>,
+    host_has_ipv4: bool,
 ) -> (Vec<Network>, HashMap<String, NetworkInfo>) {
     let mut networks = Vec::new();
     let mut infos: HashMap<String, NetworkInfo> = HashMap::new();
@@ -353,11 +378,19 @@ fn compile_networks(
         if drv == Driver::Nat {
             match &nat {
                 Some(first) => d.error(
-                    driver_span,
+                    driver_span.clone(),
                     &object,
                     format!("only one NAT network per host ({first} is one already)"),
                 ),
                 None => nat = Some(here.clone()),
+            }
+            if !host_has_ipv4 {
+                d.error(
+                    driver_span.clone(),
+                    &object,
+                    "a NAT network needs an IPv4 host address in [host] addresses \
+                     (WinNAT translates to it)",
+                );
             }
         }
         let mut subnets = Vec::new();
@@ -421,6 +454,132 @@ fn compile_networks(
         {
             d.error(span, &object, format!("vni {v} is already used by {first}"));
         }
+        let not_for = |what: &str, drivers: &str| {
+            format!(
+                "{what} is only for {drivers} networks; this one is {}",
+                drv.as_str()
+            )
+        };
+        let vxlan_port = n
+            .vxlan_port
+            .as_ref()
+            .and_then(|v| int_field(d, &object, "vxlan_port", v, 1, 65535))
+            .and_then(|v| u16::try_from(v).ok())
+            .unwrap_or(VXLAN_PORT);
+        if let Some(v) = &n.vxlan_port
+            && drv != Driver::Overlay
+        {
+            d.error(v.span(), &object, not_for("vxlan_port", "overlay"));
+        }
+        let mut outbound_nat = None;
+        if let Some(on) = &n.outbound_nat {
+            let oobj = format!("{object} outbound_nat");
+            if !matches!(drv, Driver::Overlay | Driver::L2Bridge) {
+                d.error(
+                    on.span(),
+                    &oobj,
+                    not_for("outbound_nat", "overlay and l2bridge"),
+                );
+            }
+            let on = on.get_ref();
+            let exceptions = list(
+                d,
+                &oobj,
+                "exceptions",
+                on.exceptions.as_ref(),
+                values::prefix,
+            );
+            match values::address(on.vip.get_ref()) {
+                Ok(vip) => outbound_nat = Some(OutboundNat { vip, exceptions }),
+                Err(m) => d.error(on.vip.span(), &oobj, format!("vip: {m}")),
+            }
+        }
+        let mut remote_routes: Vec<RemoteRoute> = Vec::new();
+        let mut seen: Vec<IpPrefix> = Vec::new();
+        for (i, route) in n.remote_subnet_route.iter().enumerate() {
+            let robj = format!("{object} remote_subnet_route #{}", i + 1);
+            if drv != Driver::Overlay {
+                d.error(
+                    route.span(),
+                    &robj,
+                    not_for("remote_subnet_route", "overlay"),
+                );
+            }
+            let route = route.get_ref();
+            let at = route.prefix.span();
+            let prefix = match route.prefix.get_ref().parse::<IpPrefix>() {
+                Err(m) => {
+                    d.error(at, &robj, format!("prefix: {m}"));
+                    None
+                }
+                Ok(p)
+                    if !subnets.is_empty()
+                        && subnets.iter().all(|s| s.is_ipv4() != p.is_ipv4()) =>
+                {
+                    d.error(
+                        at,
+                        &robj,
+                        format!(
+                            "prefix {p} is {} but the network has no {} subnet",
+                            family(p.is_ipv4()),
+                            family(p.is_ipv4())
+                        ),
+                    );
+                    None
+                }
+                Ok(p) => {
+                    if let Some(s) = subnets.iter().find(|s| overlaps(s, &p)) {
+                        d.error(
+                            at,
+                            &robj,
+                            format!(
+                                "prefix {p} overlaps the network's own subnet {s}: remote routes \
+                                 are for addresses on other hosts"
+                            ),
+                        );
+                        None
+                    } else if let Some(r) = seen.iter().find(|r| overlaps(r, &p)) {
+                        d.error(
+                            at,
+                            &robj,
+                            format!("prefix {p} overlaps the remote route {r}"),
+                        );
+                        None
+                    } else {
+                        seen.push(p);
+                        Some(p)
+                    }
+                }
+            };
+            let provider = match values::address(route.provider_address.get_ref()) {
+                Ok(ip) => Some(ip),
+                Err(m) => {
+                    d.error(
+                        route.provider_address.span(),
+                        &robj,
+                        format!("provider_address: {m}"),
+                    );
+                    None
+                }
+            };
+            let mac = match &route.mac {
+                None => Some(None),
+                Some(m) => match port_mac(m.get_ref()) {
+                    Ok(m) => Some(Some(m)),
+                    Err(e) => {
+                        d.error(m.span(), &robj, format!("mac: {e}"));
+                        None
+                    }
+                },
+            };
+            if let (Some(prefix), Some(provider_address), Some(mac)) = (prefix, provider, mac) {
+                remote_routes.push(RemoteRoute {
+                    prefix,
+                    provider_address,
+                    mac,
+                });
+            }
+        }
         if usable {
             infos.insert(
                 name.clone(),
@@ -428,6 +587,7 @@ fn compile_networks(
                     driver: drv,
                     subnets: subnets.clone(),
                     gateway,
+                    outbound_nat: outbound_nat.clone(),
                 },
             );
         }
@@ -438,9 +598,9 @@ fn compile_networks(
             gateway,
             vlan,
             vni,
-            vxlan_port: crate::model::VXLAN_PORT,
-            outbound_nat: None,
-            remote_routes: Vec::new(),
+            vxlan_port,
+            outbound_nat,
+            remote_routes,
         });
     }
     (networks, infos)
@@ -453,6 +613,459 @@ struct Claims {
     macs: Owners<Mac>,
     /// (protocol, external port) of port mappings.
     external_ports: Owners<(u8, u16)>,
+}
+
+/// A backend: `ip:port`, `[ipv6]:port` or a bare address (port 0 = keep).
+fn backend(s: &str) -> Result<Backend, String> {
+    let t = s.trim();
+    if let Ok(ip) = t.parse::<IpAddr>() {
+        return Ok(Backend { ip, port: 0 });
+    }
+    t.parse::<std::net::SocketAddr>()
+        .map(|a| Backend {
+            ip: a.ip(),
+            port: a.port(),
+        })
+        .map_err(|_| {
+            format!(
+                "`{s}` is not a backend: write `198.18.1.10:80`, `[2001:db8::5]:8080` or a bare address"
+            )
+        })
+}
+
+/// The `[[load_balancer]]`s, in file order, and by name for `load-balance` rules.
+fn compile_load_balancers(
+    d: &mut Diagnostics,
+    raws: Vec<Spanned<raw::LoadBalancer>>,
+) -> (Vec<LoadBalancerPolicy>, HashMap<String, LoadBalancer>) {
+    let mut policies = Vec::new();
+    let mut by_name = HashMap::new();
+    let mut names: Owners<String> = HashMap::new();
+    let mut frontends: Owners<(u8, IpAddr, u16)> = HashMap::new();
+    for lb in raws {
+        let lb = lb.into_inner();
+        let name = lb.name.get_ref().clone();
+        let object = format!("load_balancer {name:?}");
+        if name.trim().is_empty() {
+            d.error(lb.name.span(), &object, "name must not be empty");
+        } else if let Some(first) = claim(
+            &mut names,
+            name.clone(),
+            format!(
+                "the load balancer at line {}",
+                d.line_of(lb.name.span().start)
+            ),
+        ) {
+            d.error(
+                lb.name.span(),
+                &object,
+                format!("duplicate load balancer name: {first} has it"),
+            );
+        }
+        let (protocol, pname) = match lb.protocol.as_ref().map(|p| *p.get_ref()) {
+            Some(raw::LbProtocol::Udp) => (proto::UDP, "udp"),
+            Some(raw::LbProtocol::Tcp) | None => (proto::TCP, "tcp"),
+        };
+        let vip = match values::address(lb.vip.get_ref()) {
+            Ok(ip) => Some(ip),
+            Err(m) => {
+                d.error(lb.vip.span(), &object, format!("vip: {m}"));
+                None
+            }
+        };
+        let port =
+            int_field(d, &object, "port", &lb.port, 1, 65535).and_then(|p| u16::try_from(p).ok());
+        let mut backends: Vec<Backend> = Vec::new();
+        for b in &lb.backends {
+            match backend(b.get_ref()) {
+                Ok(be) if vip.is_some_and(|v| v.is_ipv4() != be.ip.is_ipv4()) => d.error(
+                    b.span(),
+                    &object,
+                    format!(
+                        "backend {} is {} but the vip is {}",
+                        b.get_ref(),
+                        family(be.ip.is_ipv4()),
+                        family(!be.ip.is_ipv4())
+                    ),
+                ),
+                Ok(be) if backends.contains(&be) => d.error(
+                    b.span(),
+                    &object,
+                    format!("backend {} is listed twice", b.get_ref()),
+                ),
+                Ok(be) => backends.push(be),
+                Err(m) => d.error(b.span(), &object, format!("backends: {m}")),
+            }
+        }
+        if lb.backends.is_empty() {
+            d.error(
+                lb.name.span(),
+                &object,
+                "a load balancer needs at least one backend",
+            );
+        }
+        let (Some(vip), Some(port)) = (vip, port) else {
+            continue;
+        };
+        if let Some(first) = claim(
+            &mut frontends,
+            (protocol, vip, port),
+            format!("load_balancer {name:?}"),
+        ) {
+            d.error(
+                lb.port.span(),
+                &object,
+                format!("frontend {pname} {vip} port {port} is already balanced by {first}"),
+            );
+        }
+        let balancer = LoadBalancer {
+            name: name.clone(),
+            backends,
+            distribution: match lb.distribution {
+                Some(raw::Distribution::SourceIpProtocol) => Distribution::SourceIpProtocol,
+                Some(raw::Distribution::SourceIp) => Distribution::SourceIp,
+                Some(raw::Distribution::FiveTuple) | None => Distribution::FiveTuple,
+            },
+        };
+        by_name.entry(name).or_insert_with(|| balancer.clone());
+        policies.push(LoadBalancerPolicy {
+            protocol,
+            vip,
+            port,
+            lb: balancer,
+        });
+    }
+    (policies, by_name)
+}
+
+/// The `lb` layer: every load balancer's frontend, outbound (DESIGN §2).
+fn lb_layer(policies: &[LoadBalancerPolicy]) -> Layer {
+    let rules = policies
+        .iter()
+        .map(|lb| Rule {
+            id: lb.lb.name.clone(),
+            priority: 100,
+            conditions: Conditions {
+                protocol: vec![lb.protocol],
+                dst_ip: vec![IpPrefix::host(lb.vip)],
+                dst_port: vec![PortRange::single(lb.port)],
+                ..Conditions::default()
+            },
+            action: Action::LoadBalance(lb.lb.clone()),
+            terminating: false,
+            stateful: true,
+        })
+        .collect();
+    Layer {
+        name: LB_LAYER.into(),
+        groups: vec![Group {
+            name: LB_GROUP.into(),
+            direction: GroupDirection::Out,
+            condition: None,
+            rules,
+        }],
+        defaults: Defaults::allow_all(),
+    }
+}
+
+fn nat_rule(id: &str, priority: u32, conditions: Conditions, action: Action) -> Rule {
+    Rule {
+        id: id.into(),
+        priority,
+        conditions,
+        action,
+        terminating: false,
+        stateful: true,
+    }
+}
+
+/// The `nat` layer of an endpoint of the `nat` network (WinNAT): outbound SNAT to the
+/// host's first IPv4 address except inside the network, inbound DNAT per port mapping.
+fn winnat_layer(
+    subnets: &[IpPrefix],
+    host_v4: &[IpAddr],
+    endpoint_v4: Option<IpAddr>,
+    mappings: &[PortMapping],
+) -> Layer {
+    let mut snat = vec![nat_rule(
+        "bridge",
+        1,
+        Conditions {
+            dst_ip: subnets.to_vec(),
+            ..Conditions::default()
+        },
+        Action::Allow,
+    )];
+    if let Some(&ip) = host_v4.first() {
+        snat.push(nat_rule(
+            "snat",
+            2,
+            Conditions {
+                src_ip: IpPrefix::new(IpAddr::from([0, 0, 0, 0]), 0)
+                    .into_iter()
+                    .collect(),
+                ..Conditions::default()
+            },
+            Action::Snat {
+                ip,
+                ports: NAT_PORTS,
+            },
+        ));
+    }
+    let mut dnat = Vec::new();
+    if let Some(ip) = endpoint_v4 {
+        for pm in mappings {
+            let p = if pm.protocol == proto::UDP {
+                "udp"
+            } else {
+                "tcp"
+            };
+            dnat.push(nat_rule(
+                &format!("port-mapping:{p}/{}", pm.external_port),
+                100,
+                Conditions {
+                    protocol: vec![pm.protocol],
+                    dst_ip: host_v4.iter().map(|a| IpPrefix::host(*a)).collect(),
+                    dst_port: vec![PortRange::single(pm.external_port)],
+                    ..Conditions::default()
+                },
+                Action::Dnat {
+                    ip,
+                    port: Some(pm.internal_port),
+                },
+            ));
+        }
+    }
+    Layer {
+        name: NAT_LAYER.into(),
+        groups: vec![
+            Group {
+                name: "snat".into(),
+                direction: GroupDirection::Out,
+                condition: None,
+                rules: snat,
+            },
+            Group {
+                name: "port-mappings".into(),
+                direction: GroupDirection::In,
+                condition: None,
+                rules: dnat,
+            },
+        ],
+        defaults: Defaults::allow_all(),
+    }
+}
+
+/// The `nat` layer of an endpoint of a network with OutboundNAT.
+fn outbound_nat_layer(subnets: &[IpPrefix], on: &OutboundNat) -> Layer {
+    let any = if on.vip.is_ipv4() {
+        IpPrefix::new(IpAddr::from([0, 0, 0, 0]), 0)
+    } else {
+        IpPrefix::new(IpAddr::from([0u16; 8]), 0)
+    };
+    let exceptions = on.exceptions.iter().chain(subnets).copied().collect();
+    Layer {
+        name: NAT_LAYER.into(),
+        groups: vec![Group {
+            name: "outbound-nat".into(),
+            direction: GroupDirection::Out,
+            condition: None,
+            rules: vec![
+                nat_rule(
+                    "exceptions",
+                    1,
+                    Conditions {
+                        dst_ip: exceptions,
+                        ..Conditions::default()
+                    },
+                    Action::Allow,
+                ),
+                nat_rule(
+                    "outbound-nat",
+                    2,
+                    Conditions {
+                        src_ip: any.into_iter().collect(),
+                        ..Conditions::default()
+                    },
+                    Action::Snat {
+                        ip: on.vip,
+                        ports: NAT_PORTS,
+                    },
+                ),
+            ],
+        }],
+        defaults: Defaults::allow_all(),
+    }
+}
+
+/// A custom rule's action with its parameters; `None` after reporting what is wrong.
+fn rule_action(
+    d: &mut Diagnostics,
+    object: &str,
+    rule: &raw::Rule,
+    lbs: &HashMap<String, LoadBalancer>,
+) -> Option<Action> {
+    use raw::RuleAction as A;
+    let kind = *rule.action.get_ref();
+    let params = [
+        (
+            "snat",
+            rule.snat.as_ref().map(|p| p.span()),
+            A::Snat,
+            r#"snat = { ip = "198.19.0.10", ports = "1024-65535" }"#,
+        ),
+        (
+            "dnat",
+            rule.dnat.as_ref().map(|p| p.span()),
+            A::Dnat,
+            r#"dnat = { ip = "198.18.1.10", port = 80 }"#,
+        ),
+        (
+            "set_mac",
+            rule.set_mac.as_ref().map(|p| p.span()),
+            A::SetMac,
+            r#"set_mac = { src = "00:15:5d:00:00:01", dst = "00:15:5d:00:00:02" }"#,
+        ),
+        (
+            "load_balancer",
+            rule.load_balancer.as_ref().map(|p| p.span()),
+            A::LoadBalance,
+            r#"load_balancer = "NAME""#,
+        ),
+    ];
+    let mut complete = true;
+    for (field, present, wanted, example) in params {
+        match (present, kind == wanted) {
+            (Some(at), false) => d.error(
+                at,
+                object,
+                format!(
+                    "{field} is only for action = \"{}\"; this rule's action is \"{}\"",
+                    wanted.as_str(),
+                    kind.as_str()
+                ),
+            ),
+            (None, true) => {
+                complete = false;
+                d.error(
+                    rule.action.span(),
+                    object,
+                    format!("action = \"{}\" needs `{example}`", kind.as_str()),
+                );
+            }
+            _ => {}
+        }
+    }
+    if !complete {
+        return None;
+    }
+    let addr = |d: &mut Diagnostics, field: &str, v: &Spanned<String>| match values::address(
+        v.get_ref(),
+    ) {
+        Ok(ip) => Some(ip),
+        Err(m) => {
+            d.error(v.span(), object, format!("{field}: {m}"));
+            None
+        }
+    };
+    match kind {
+        A::Allow => Some(Action::Allow),
+        A::Block => Some(Action::Block),
+        A::Snat => {
+            let p = rule.snat.as_ref()?.get_ref();
+            let ip = addr(d, "snat.ip", &p.ip);
+            let ports = match &p.ports {
+                None => Some(NAT_PORTS),
+                Some(s) => match values::port_range(s.get_ref()) {
+                    Ok(r) if r.lo == 0 => {
+                        d.error(
+                            s.span(),
+                            object,
+                            "snat.ports: port 0 cannot be allocated; use 1..=65535",
+                        );
+                        None
+                    }
+                    Ok(r) => Some(r),
+                    Err(m) => {
+                        d.error(s.span(), object, format!("snat.ports: {m}"));
+                        None
+                    }
+                },
+            };
+            Some(Action::Snat {
+                ip: ip?,
+                ports: ports?,
+            })
+        }
+        A::Dnat => {
+            let p = rule.dnat.as_ref()?.get_ref();
+            let ip = addr(d, "dnat.ip", &p.ip);
+            let port = match &p.port {
+                None => Some(None),
+                Some(v) => int_field(d, object, "dnat.port", v, 1, 65535)
+                    .and_then(|v| u16::try_from(v).ok())
+                    .map(Some),
+            };
+            Some(Action::Dnat {
+                ip: ip?,
+                port: port?,
+            })
+        }
+        A::SetMac => {
+            let p = rule.set_mac.as_ref()?;
+            let mut ok = true;
+            let src = p
+                .get_ref()
+                .src
+                .as_ref()
+                .and_then(|m| match port_mac(m.get_ref()) {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        ok = false;
+                        d.error(m.span(), object, format!("set_mac.src: {e}"));
+                        None
+                    }
+                });
+            let dst = p
+                .get_ref()
+                .dst
+                .as_ref()
+                .and_then(|m| match m.get_ref().parse::<Mac>() {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        ok = false;
+                        d.error(m.span(), object, format!("set_mac.dst: {e}"));
+                        None
+                    }
+                });
+            if p.get_ref().src.is_none() && p.get_ref().dst.is_none() {
+                d.error(p.span(), object, "set_mac needs src, dst or both");
+                return None;
+            }
+            ok.then_some(Action::SetMac { src, dst })
+        }
+        A::LoadBalance => {
+            let name = rule.load_balancer.as_ref()?;
+            match lbs.get(name.get_ref()) {
+                Some(lb) => Some(Action::LoadBalance(lb.clone())),
+                None => {
+                    let mut known: Vec<&str> = lbs.keys().map(String::as_str).collect();
+                    known.sort_unstable();
+                    let hint = if known.is_empty() {
+                        "no [[load_balancer]] is defined".to_owned()
+                    } else {
+                        format!("known: {}", known.join(", "))
+                    };
+                    d.error(
+                        name.span(),
+                        object,
+                        format!("unknown load balancer `{}` ({hint})", name.get_ref()),
+                    );
+                    None
+                }
+            }
+        }
+    }
 }
 
 fn compile_acls(
@@ -547,7 +1160,7 @@ fn compile_acls(
             }
             raw::AclDirection::In => (remote_ip, local_ip, remote_port, local_port, &mut in_rules),
         };
-        let action = action(acl.action);
+        let action = acl_action(acl.action);
         rules.push(Rule {
             id,
             priority,
@@ -593,10 +1206,20 @@ fn default_policy(a: Option<raw::Action>) -> DefaultPolicy {
     }
 }
 
-fn compile_layers(d: &mut Diagnostics, object: &str, raws: Vec<Spanned<raw::Layer>>) -> Vec<Layer> {
+fn compile_layers(
+    d: &mut Diagnostics,
+    object: &str,
+    raws: Vec<Spanned<raw::Layer>>,
+    lbs: &HashMap<String, LoadBalancer>,
+) -> Vec<Layer> {
     let mut layers = Vec::new();
     let mut names: Owners<String> = HashMap::new();
     names.insert(ACL_LAYER.into(), "the endpoint's ACL layer".into());
+    names.insert(
+        LB_LAYER.into(),
+        "the load-balancing layer (reserved)".into(),
+    );
+    names.insert(NAT_LAYER.into(), "the NAT layer (reserved)".into());
     for layer in raws {
         let layer = layer.into_inner();
         let name = layer.name.get_ref().clone();
@@ -659,13 +1282,29 @@ fn compile_layers(d: &mut Diagnostics, object: &str, raws: Vec<Spanned<raw::Laye
                     );
                 }
                 let conditions = conditions(d, &robj, &rule.conditions());
+                let action = rule_action(d, &robj, &rule, lbs).unwrap_or(Action::Allow);
+                let transposition = action.is_transposition();
+                if let Some(st) = &rule.stateful
+                    && transposition
+                    && !*st.get_ref()
+                {
+                    d.error(
+                        st.span(),
+                        &robj,
+                        format!(
+                            "a {} rule is always stateful (its replies must be translated back); \
+                             remove `stateful = false`",
+                            rule.action.get_ref().as_str()
+                        ),
+                    );
+                }
                 rules.push(Rule {
                     priority: priority(d, &robj, rule.priority.as_ref()),
                     id,
                     conditions,
-                    action: action(rule.action),
+                    action,
                     terminating: rule.terminating,
-                    stateful: rule.stateful,
+                    stateful: transposition || rule.stateful.as_ref().is_some_and(|s| *s.get_ref()),
                 });
             }
             groups.push(Group {
@@ -691,12 +1330,23 @@ fn compile_layers(d: &mut Diagnostics, object: &str, raws: Vec<Spanned<raw::Laye
     layers
 }
 
+/// What every endpoint is compiled against.
+struct Context<'a> {
+    networks: &'a HashMap<String, NetworkInfo>,
+    lbs: &'a HashMap<String, LoadBalancer>,
+    /// The `lb` layer, when the policy has load balancers.
+    lb_layer: Option<Layer>,
+    /// The host's IPv4 addresses, in file order (NAT translates to the first).
+    host_v4: Vec<IpAddr>,
+}
+
 fn compile_endpoint(
     d: &mut Diagnostics,
     ep: Spanned<raw::Endpoint>,
-    networks: &HashMap<String, NetworkInfo>,
+    ctx: &Context,
     claims: &mut Claims,
 ) -> Port {
+    let networks = ctx.networks;
     let span = ep.span();
     let ep = ep.into_inner();
     let name = ep.name.get_ref().clone();
@@ -870,7 +1520,28 @@ fn compile_endpoint(
 
     acl_layer.defaults = acl_profile(iso, drv, &port_mappings);
     let mut layers = vec![acl_layer];
-    layers.extend(compile_layers(d, &object, ep.layer));
+    layers.extend(compile_layers(d, &object, ep.layer, ctx.lbs));
+    layers.extend(ctx.lb_layer.clone());
+    let endpoint_v4 = ips.iter().copied().find(IpAddr::is_ipv4);
+    if let Some(net) = net {
+        if net.driver == Driver::Nat {
+            if endpoint_v4.is_none() && !port_mappings.is_empty() {
+                d.error(
+                    ep.name.span(),
+                    &object,
+                    "port mappings need an ipv4 address on the endpoint (WinNAT is IPv4 only)",
+                );
+            }
+            layers.push(winnat_layer(
+                &net.subnets,
+                &ctx.host_v4,
+                endpoint_v4,
+                &port_mappings,
+            ));
+        } else if let Some(on) = &net.outbound_nat {
+            layers.push(outbound_nat_layer(&net.subnets, on));
+        }
+    }
 
     Port {
         name,
@@ -890,9 +1561,18 @@ pub(crate) fn compile(
     host: Option<Spanned<raw::Host>>,
     networks: Vec<Spanned<raw::Network>>,
     endpoints: Vec<Spanned<raw::Endpoint>>,
+    load_balancers: Vec<Spanned<raw::LoadBalancer>>,
 ) -> Policy {
     let uplink = compile_uplink(d, host);
-    let (networks, infos) = compile_networks(d, networks);
+    let host_v4: Vec<IpAddr> = uplink.ips.iter().copied().filter(IpAddr::is_ipv4).collect();
+    let (networks, infos) = compile_networks(d, networks, !host_v4.is_empty());
+    let (load_balancers, lbs) = compile_load_balancers(d, load_balancers);
+    let ctx = Context {
+        networks: &infos,
+        lbs: &lbs,
+        lb_layer: (!load_balancers.is_empty()).then(|| lb_layer(&load_balancers)),
+        host_v4,
+    };
     let mut claims = Claims {
         names: HashMap::new(),
         ips: HashMap::new(),
@@ -908,12 +1588,12 @@ pub(crate) fn compile(
     }
     let ports = endpoints
         .into_iter()
-        .map(|ep| compile_endpoint(d, ep, &infos, &mut claims))
+        .map(|ep| compile_endpoint(d, ep, &ctx, &mut claims))
         .collect();
     Policy {
         networks,
         ports,
         uplink,
-        load_balancers: Vec::new(),
+        load_balancers,
     }
 }

@@ -365,6 +365,9 @@ fn network(r: &mut Reader, n: &Json, index: usize) -> Option<raw::Network> {
     let mut gateway = None;
     let mut vlan = None;
     let mut vni = None;
+    let mut vxlan_port = None;
+    let mut outbound_nat = None;
+    let mut routes = Vec::new();
     let mut policies: Vec<&Json> = r.array(n, &object, "Policies").iter().collect();
     for s in r.array(n, &object, "Subnets") {
         match &s.value {
@@ -394,10 +397,76 @@ fn network(r: &mut Reader, n: &Json, index: usize) -> Option<raw::Network> {
         {
             Some("VLAN") => vlan = r.int(p, &object, "VLAN"),
             Some("VSID") => vni = r.int(p, &object, "VSID"),
+            Some("VXLANPORT") => {
+                let s = p.get("Settings").unwrap_or(p);
+                r.only(s, &object, &["Port", "Type", "Settings"]);
+                vxlan_port = r.int(s, &object, "Port");
+            }
+            Some("OUTBOUNDNAT") => {
+                let s = p.get("Settings").unwrap_or(p);
+                let oobj = format!("{object} outbound_nat");
+                r.only(
+                    s,
+                    &oobj,
+                    &[
+                        "VirtualIP",
+                        "VIP",
+                        "Exceptions",
+                        "ExceptionList",
+                        "Type",
+                        "Settings",
+                    ],
+                );
+                let vip = match r.string(s, &oobj, "VirtualIP") {
+                    Some(v) => Some(v),
+                    None => r.required(s, &oobj, "VIP"),
+                };
+                let exceptions = match r.items(s, &oobj, "Exceptions") {
+                    Some(e) => Some(e),
+                    None => r.items(s, &oobj, "ExceptionList"),
+                };
+                if let Some(vip) = vip {
+                    outbound_nat = Some(Spanned::new(
+                        p.span.clone(),
+                        raw::OutboundNat { vip, exceptions },
+                    ));
+                }
+            }
+            Some("REMOTESUBNETROUTE") => {
+                let s = p.get("Settings").unwrap_or(p);
+                let robj = format!("{object} remote_subnet_route #{}", routes.len() + 1);
+                r.only(
+                    s,
+                    &robj,
+                    &[
+                        "DestinationPrefix",
+                        "ProviderAddress",
+                        "DistributedRouterMacAddress",
+                        "IsolationId",
+                        "Type",
+                        "Settings",
+                    ],
+                );
+                let prefix = r.required(s, &robj, "DestinationPrefix");
+                let provider_address = r.required(s, &robj, "ProviderAddress");
+                let mac = r.string(s, &robj, "DistributedRouterMacAddress");
+                // IsolationId repeats the network's VSID; read only to be type-checked.
+                r.int(s, &robj, "IsolationId");
+                if let (Some(prefix), Some(provider_address)) = (prefix, provider_address) {
+                    routes.push(Spanned::new(
+                        p.span.clone(),
+                        raw::RemoteSubnetRoute {
+                            prefix,
+                            provider_address,
+                            mac,
+                        },
+                    ));
+                }
+            }
             _ => r.d.error(
                 p.span.clone(),
                 &object,
-                "network policies supported: VLAN, VSID",
+                "network policies supported: VLAN, VSID, VxlanPort, OutBoundNAT, RemoteSubnetRoute",
             ),
         }
     }
@@ -409,6 +478,9 @@ fn network(r: &mut Reader, n: &Json, index: usize) -> Option<raw::Network> {
         gateway,
         vlan,
         vni,
+        vxlan_port,
+        outbound_nat,
+        remote_subnet_route: routes,
     })
 }
 
@@ -537,10 +609,20 @@ fn endpoint(r: &mut Reader, e: &Json, index: usize) -> Option<raw::Endpoint> {
                 mappings.push(Spanned::new(p.span.clone(), m));
             }
         } else {
+            let hint = if kind.eq_ignore_ascii_case("OutBoundNAT") {
+                "; Strata applies OutBoundNAT per network: put it in the network's Policies"
+            } else if kind.eq_ignore_ascii_case("ELB") || kind.eq_ignore_ascii_case("LoadBalancer")
+            {
+                "; load balancers are not imported from HNS JSON: write a [[load_balancer]] in a TOML policy file"
+            } else {
+                ""
+            };
             r.d.error(
                 p.span.clone(),
                 &object,
-                format!("policy type `{kind}` is not supported (supported: ACL, PortMapping, NAT)"),
+                format!(
+                    "policy type `{kind}` is not supported (supported: ACL, PortMapping, NAT){hint}"
+                ),
             );
         }
     }
@@ -572,6 +654,7 @@ fn endpoint(r: &mut Reader, e: &Json, index: usize) -> Option<raw::Endpoint> {
 ///
 /// ```
 /// let json = r#"{
+///   "Host": {"IPAddresses": ["198.19.0.10"]},
 ///   "Networks": [{"Name": "nat", "Type": "NAT",
 ///                 "Subnets": [{"AddressPrefix": "198.18.1.0/24", "GatewayAddress": "198.18.1.1"}]}],
 ///   "Endpoints": [{"Name": "web", "VirtualNetworkName": "nat", "MacAddress": "00-15-5D-01-01-0A",
@@ -631,7 +714,7 @@ pub fn load_hns_json(text: &str, file: &str) -> Result<Policy, PolicyErrors> {
         .enumerate()
         .filter_map(|(i, e)| endpoint(&mut r, e, i).map(|v| Spanned::new(e.span.clone(), v)))
         .collect();
-    let policy = compile::compile(&mut d, host, networks, endpoints);
+    let policy = compile::compile(&mut d, host, networks, endpoints, Vec::new());
     if d.has_errors() {
         Err(d.finish())
     } else {

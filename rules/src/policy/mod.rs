@@ -1,7 +1,9 @@
 //! The policy file: TOML text in, a validated, compiled [`Policy`] out.
 //!
-//! The file describes what an operator knows (the host uplink, networks, endpoints with
-//! their HNS-style ACLs and port mappings, and optional custom VFP layers); [`load`]
+//! The file describes what an operator knows (the host uplink, networks with their
+//! OutboundNAT and overlay routes, endpoints with their HNS-style ACLs and port mappings,
+//! load balancers, and optional custom VFP layers whose rules may transpose headers);
+//! [`load`]
 //! checks all of it and compiles it into the object model of DESIGN §2. The format is
 //! documented field by field in [`raw`] and, with a complete example, in
 //! `docs/policy.md`.
@@ -10,13 +12,14 @@
 //! reported at once, so that one `strata check` run shows everything to fix:
 //!
 //! ```
-//! let text = "[[network]]\nname = \"nat\"\nsubnets = [\"198.18.1.0/24\"]\n\
+//! let text = "[host]\naddresses = [\"198.19.0.10\"]\n\
+//!             [[network]]\nname = \"nat\"\nsubnets = [\"198.18.1.0/24\"]\n\
 //!             [[endpoint]]\nname = \"web\"\nnetwork = \"nat\"\nmac = \"00:15:5d:01:01:0a\"\n\
 //!             ipv4 = \"198.18.2.10\"\n";
 //! let errors = strata_rules::policy::load(text, "p.toml").unwrap_err();
 //! assert_eq!(
 //!     errors.to_string(),
-//!     "p.toml:8:8: endpoint \"web\": ipv4 198.18.2.10 is outside the subnets of network \"nat\" (198.18.1.0/24)"
+//!     "p.toml:10:8: endpoint \"web\": ipv4 198.18.2.10 is outside the subnets of network \"nat\" (198.18.1.0/24)"
 //! );
 //! ```
 //!
@@ -24,7 +27,10 @@
 
 mod compile;
 mod hns;
-pub use compile::{ACL_IN_GROUP, ACL_LAYER, ACL_OUT_GROUP, DEFAULT_PRIORITY, acl_profile};
+pub use compile::{
+    ACL_IN_GROUP, ACL_LAYER, ACL_OUT_GROUP, DEFAULT_PRIORITY, LB_GROUP, LB_LAYER, NAT_LAYER,
+    NAT_PORTS, acl_profile,
+};
 pub use hns::load_hns_json;
 pub mod raw;
 pub mod values;
@@ -313,12 +319,33 @@ pub fn load(text: &str, file: &str) -> Result<Policy, PolicyErrors> {
     let mut host = None;
     let mut networks = Vec::new();
     let mut endpoints = Vec::new();
+    let mut load_balancers = Vec::new();
     for (key, value) in root.into_inner() {
         match key.get_ref().as_ref() {
             "host" => match parse_item::<raw::Host>(value.clone()) {
                 Ok(h) => host = Some(h),
                 Err(e) => diag.error(e.span().unwrap_or(value.span()), "host", e.message()),
             },
+            "load_balancer" => {
+                let Some(items) = value.get_ref().as_array() else {
+                    diag.error(
+                        value.span(),
+                        "load_balancer",
+                        "`load_balancer` must be an array of tables: write `[[load_balancer]]`",
+                    );
+                    continue;
+                };
+                for (i, item) in items.iter().enumerate() {
+                    match parse_item::<raw::LoadBalancer>(item.clone()) {
+                        Ok(lb) => load_balancers.push(lb),
+                        Err(e) => {
+                            let span = e.span().unwrap_or(item.span());
+                            let object = describe("load_balancer", i, item.get_ref(), &span);
+                            diag.error(span, &object, e.message());
+                        }
+                    }
+                }
+            }
             section @ ("network" | "endpoint") => {
                 let Some(items) = value.get_ref().as_array() else {
                     diag.error(
@@ -346,11 +373,13 @@ pub fn load(text: &str, file: &str) -> Result<Policy, PolicyErrors> {
             other => diag.error(
                 key.span(),
                 "file",
-                format!("unknown section `{other}`, expected `host`, `network` or `endpoint`"),
+                format!(
+                    "unknown section `{other}`, expected `host`, `network`, `endpoint` or `load_balancer`"
+                ),
             ),
         }
     }
-    let policy = compile::compile(&mut diag, host, networks, endpoints);
+    let policy = compile::compile(&mut diag, host, networks, endpoints, load_balancers);
     if diag.has_errors() {
         Err(diag.finish())
     } else {

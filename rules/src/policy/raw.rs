@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::values::Items;
+use super::values::{Items, Scalar};
 
 /// `[host]`: the host's uplink port.
 #[derive(Deserialize, Debug, Default)]
@@ -62,6 +62,84 @@ pub struct Network {
     pub vlan: Option<Spanned<i64>>,
     /// VXLAN network identifier, 1..=16777215: required for `overlay`, refused otherwise.
     pub vni: Option<Spanned<i64>>,
+    /// UDP port of the VXLAN encapsulation, 1..=65535; `overlay` only. Default 4789.
+    pub vxlan_port: Option<Spanned<i64>>,
+    /// `[network.outbound_nat]`: SNAT of the endpoints' outbound traffic to a VIP;
+    /// `overlay` and `l2bridge` only.
+    pub outbound_nat: Option<Spanned<OutboundNat>>,
+    /// `[[network.remote_subnet_route]]`: customer prefixes reached through remote hosts;
+    /// `overlay` only.
+    #[serde(default)]
+    pub remote_subnet_route: Vec<Spanned<RemoteSubnetRoute>>,
+}
+
+/// `[network.outbound_nat]` (HNS OutBoundNAT): outbound traffic of the network's
+/// endpoints is source-NATed to `vip`, except to the network's own subnets and to
+/// `exceptions`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundNat {
+    /// The address sources are translated to (IPv4 or IPv6).
+    pub vip: Spanned<String>,
+    /// Destination prefixes that are not NATed (HNS `Exceptions`); default none.
+    pub exceptions: Option<Spanned<Items>>,
+}
+
+/// `[[network.remote_subnet_route]]` (HNS RemoteSubnetRoute): a customer-address prefix
+/// of an overlay network that lives on a remote host.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteSubnetRoute {
+    /// The customer prefix; same family as one of the network's subnets and overlapping
+    /// none of them, nor another remote route.
+    pub prefix: Spanned<String>,
+    /// The remote host's provider (underlay) address, IPv4 or IPv6.
+    pub provider_address: Spanned<String>,
+    /// Inner destination MAC for these addresses; optional, unicast.
+    pub mac: Option<Spanned<String>>,
+}
+
+/// `protocol = ...` of a load balancer.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LbProtocol {
+    #[serde(alias = "TCP")]
+    Tcp,
+    #[serde(alias = "UDP")]
+    Udp,
+}
+
+/// `distribution = ...` of a load balancer.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Distribution {
+    #[serde(alias = "FiveTuple")]
+    FiveTuple,
+    #[serde(alias = "SourceIPProtocol")]
+    SourceIpProtocol,
+    #[serde(alias = "SourceIP")]
+    SourceIp,
+}
+
+/// `[[load_balancer]]` (HNS LoadBalancer / ELB policy): connections of any endpoint to
+/// `vip`:`port` over `protocol` go to one of `backends`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct LoadBalancer {
+    /// Unique name; the `lb` layer's rule id, and what `load_balancer = "..."` of a custom
+    /// rule refers to.
+    pub name: Spanned<String>,
+    /// `tcp` (default) or `udp`.
+    pub protocol: Option<Spanned<LbProtocol>>,
+    /// The frontend address (IPv4 or IPv6).
+    pub vip: Spanned<String>,
+    /// The frontend port, 1..=65535.
+    pub port: Spanned<i64>,
+    /// Backends (DIPs): `"198.18.1.10:80"`, `"[2001:db8::5]:8080"`, or a bare address
+    /// (port omitted or 0 = keep the destination port). Same family as `vip`; at least one.
+    pub backends: Vec<Spanned<String>>,
+    /// `five-tuple` (default), `source-ip-protocol` or `source-ip`.
+    pub distribution: Option<Distribution>,
 }
 
 /// `isolation = ...` of an endpoint: chooses its default ACL profile (DESIGN §1).
@@ -249,6 +327,68 @@ pub struct Group {
     pub rule: Vec<Spanned<Rule>>,
 }
 
+/// `action = ...` of a custom rule.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleAction {
+    #[serde(alias = "Allow")]
+    Allow,
+    #[serde(alias = "Block")]
+    Block,
+    /// Source NAT; needs `snat = { ip, ports }`.
+    Snat,
+    /// Destination NAT; needs `dnat = { ip, port }`.
+    Dnat,
+    /// MAC rewrite; needs `set_mac = { src, dst }`.
+    SetMac,
+    /// Load balancing; needs `load_balancer = "NAME"`.
+    LoadBalance,
+}
+
+impl RuleAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleAction::Allow => "allow",
+            RuleAction::Block => "block",
+            RuleAction::Snat => "snat",
+            RuleAction::Dnat => "dnat",
+            RuleAction::SetMac => "set-mac",
+            RuleAction::LoadBalance => "load-balance",
+        }
+    }
+}
+
+/// `snat = { ip = "...", ports = "1024-65535" }`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct SnatParams {
+    /// The new source address.
+    pub ip: Spanned<String>,
+    /// Source ports to allocate from, `"LO-HI"` or one port, within 1..=65535; default
+    /// `"1024-65535"`.
+    pub ports: Option<Spanned<Scalar>>,
+}
+
+/// `dnat = { ip = "...", port = 80 }`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct DnatParams {
+    /// The new destination address.
+    pub ip: Spanned<String>,
+    /// The new destination port, 1..=65535; absent = keep it.
+    pub port: Option<Spanned<i64>>,
+}
+
+/// `set_mac = { src = "...", dst = "..." }`: at least one of them.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct SetMacParams {
+    /// New source MAC (unicast).
+    pub src: Option<Spanned<String>>,
+    /// New destination MAC.
+    pub dst: Option<Spanned<String>>,
+}
+
 /// `[[endpoint.layer.group.rule]]`: a rule. It takes every field of [`Conditions`] too
 /// (serde's `flatten` cannot be combined with `deny_unknown_fields`, hence the copy).
 #[derive(Deserialize, Debug)]
@@ -258,14 +398,23 @@ pub struct Rule {
     pub id: Option<Spanned<String>>,
     /// Lower wins; ties go to the rule written first. Default 100.
     pub priority: Option<Spanned<i64>>,
-    /// `allow` or `block`.
-    pub action: Action,
+    /// `allow`, `block`, or a header transposition: `snat`, `dnat`, `set-mac`,
+    /// `load-balance`, each with its parameter field below.
+    pub action: Spanned<RuleAction>,
+    /// Parameters of `action = "snat"`.
+    pub snat: Option<Spanned<SnatParams>>,
+    /// Parameters of `action = "dnat"`.
+    pub dnat: Option<Spanned<DnatParams>>,
+    /// Parameters of `action = "set-mac"`.
+    pub set_mac: Option<Spanned<SetMacParams>>,
+    /// The `[[load_balancer]]` name of `action = "load-balance"`.
+    pub load_balancer: Option<Spanned<String>>,
     /// Decides the layer at once when selected; default false.
     #[serde(default)]
     pub terminating: bool,
-    /// Records the connection so that replies pass; default false.
-    #[serde(default)]
-    pub stateful: bool,
+    /// Records the connection so that replies pass; default false, and always true for a
+    /// transposition (`stateful = false` is an error there).
+    pub stateful: Option<Spanned<bool>>,
     pub src_addresses: Option<Spanned<Items>>,
     pub dst_addresses: Option<Spanned<Items>>,
     pub src_ports: Option<Spanned<Items>>,
