@@ -131,11 +131,12 @@ fn kernel_vxlan_decapsulates_in_strata_and_accepts_its_encapsulation() {
     ip(k, &["link", "set", "vxlan0", "up"]);
     ip(k, &["route", "add", "198.18.2.0/24", "dev", "vxlan0"]);
     // Static neighbours: the kernel sends at once, with no ARP for Strata to answer.
+    // `replace`, not `add`: the kernel may already hold an incomplete entry.
     ip(
         k,
         &[
             "neigh",
-            "add",
+            "replace",
             &HOST_PA.to_string(),
             "lladdr",
             &mac_str(&HOST_MAC),
@@ -147,7 +148,7 @@ fn kernel_vxlan_decapsulates_in_strata_and_accepts_its_encapsulation() {
         k,
         &[
             "neigh",
-            "add",
+            "replace",
             &API_IP.to_string(),
             "lladdr",
             &mac_str(&API_MAC),
