@@ -2,7 +2,8 @@
 //!
 //! `cargo run --example make_demo` regenerates it. Every frame is built with etherparse,
 //! so lengths and checksums are right. The story it tells, against `examples/policy.toml`
-//! (a NAT network with `web`, `db` and `client`), is written next to each frame.
+//! (a NAT network with `web`, `db` and `client`; an overlay network with `api`), is
+//! written next to each frame, and is the comment of that frame in the capture.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -15,6 +16,11 @@ const REMOTE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe]; // the physical network's 
 const WEB: ([u8; 6], [u8; 4]) = ([0x00, 0x15, 0x5d, 0x01, 0x01, 0x0a], [198, 18, 1, 10]);
 const DB: ([u8; 6], [u8; 4]) = ([0x00, 0x15, 0x5d, 0x01, 0x01, 0x0b], [198, 18, 1, 11]);
 const CLIENT: ([u8; 6], [u8; 4]) = ([0x00, 0x15, 0x5d, 0x01, 0x01, 0x0c], [198, 18, 1, 12]);
+const API: ([u8; 6], [u8; 4]) = ([0x00, 0x15, 0x5d, 0x02, 0x02, 0x0a], [198, 18, 2, 10]);
+const HOST: [u8; 4] = [198, 19, 0, 10]; // the host's address: NAT and the VXLAN endpoint
+const REMOTE_HOST: [u8; 4] = [198, 19, 0, 20]; // the other host of the overlay
+const REMOTE_HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x20];
+const REMOTE_CA_MAC: [u8; 6] = [0x00, 0x15, 0x5d, 0x03, 0x03, 0x05];
 const PEER: [u8; 4] = [198, 19, 0, 100]; // a server outside the host
 const RESOLVER: [u8; 4] = [198, 19, 0, 53];
 
@@ -106,35 +112,182 @@ fn arp_request(smac: [u8; 6], sip: [u8; 4], tip: [u8; 4]) -> Vec<u8> {
     v
 }
 
-/// The demo frames: (capture interface, description, frame).
+/// A VXLAN packet from the remote host `pa` to this host, carrying `inner`.
+fn vxlan(pa: [u8; 4], vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut payload = vec![0x08, 0, 0, 0];
+    payload.extend_from_slice(&(vni << 8).to_be_bytes());
+    payload.extend_from_slice(inner);
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(REMOTE_HOST_MAC, GW)
+        .ipv4(pa, HOST, 64)
+        .udp(54321, 4789)
+        .write(&mut v, &payload)
+        .expect("building a VXLAN frame");
+    v
+}
+
+/// The demo frames: (what it shows, frame).
 pub fn frames() -> Vec<(&'static str, Vec<u8>)> {
-    let (web, db, client) = (WEB, DB, CLIENT);
+    let (web, db, client, api) = (WEB, DB, CLIENT, API);
     let mut lldp = vec![0x01, 0x80, 0xc2, 0, 0, 0x0e];
     lldp.extend_from_slice(&REMOTE_MAC);
     lldp.extend_from_slice(&[0x88, 0xcc, 0x02, 0x07, 0x04, 0, 0, 0, 0, 0, 1, 0, 0]);
     let mut truncated = tcp(REMOTE_MAC, web.0, (PEER, 40000), (web.1, 80), Tcp::Syn, b"");
     truncated.truncate(14 + 12); // an IPv4 header cut short
+    let remote_ca = [198, 18, 3, 5];
     vec![
-        ("client asks for its gateway: the switch answers (proxy ARP)", arp_request(client.0, client.1, [198, 18, 1, 1])),
-        ("web opens a PostgreSQL connection to db: db's ACL allow-web-pg admits it", tcp(web.0, db.0, (web.1, 50000), (db.1, 5432), Tcp::Syn, b"")),
-        ("db answers: a reply of the recorded connection, no rule evaluated", tcp(db.0, web.0, (db.1, 5432), (web.1, 50000), Tcp::SynAck, b"")),
-        ("web acknowledges: the flow is cached, fast path", tcp(web.0, db.0, (web.1, 50000), (db.1, 5432), Tcp::Ack, b"")),
-        ("client tries db's PostgreSQL port: db's ACL block-pg drops it", tcp(client.0, db.0, (client.1, 50001), (db.1, 5432), Tcp::Syn, b"")),
-        ("client opens HTTP to a server outside: outbound is allowed", tcp(client.0, GW, (client.1, 50002), (PEER, 80), Tcp::Syn, b"")),
-        ("the server answers through the uplink: reply of client's connection", tcp(REMOTE_MAC, client.0, (PEER, 80), (client.1, 50002), Tcp::SynAck, b"")),
-        ("client tries telnet outside: client's ACL block-telnet-out drops it", tcp(client.0, GW, (client.1, 50003), (PEER, 23), Tcp::Syn, b"")),
-        ("client resolves a name", udp(client.0, GW, (client.1, 53000), (RESOLVER, 53), b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00")),
-        ("the resolver answers: reply of the UDP connection", udp(REMOTE_MAC, client.0, (RESOLVER, 53), (client.1, 53000), b"\x12\x34\x81\x80\x00\x01\x00\x00\x00\x00\x00\x00")),
-        ("unsolicited GRE to web: the process profile denies protocols other than TCP, UDP, ICMP, IGMP", raw_ip(REMOTE_MAC, web.0, PEER, web.1, 47, &[0, 0, 0x08, 0])),
-        ("a ping to web: the process profile allows ICMP", ping(REMOTE_MAC, web.0, PEER, web.1, false)),
-        ("web's echo reply: reply of the recorded connection", ping(web.0, GW, web.1, PEER, true)),
-        ("unsolicited UDP to web: allowed by the process profile", udp(REMOTE_MAC, web.0, (PEER, 40000), (web.1, 9999), b"hi")),
-        ("a frame for an address no endpoint owns: no route", udp(REMOTE_MAC, [0x00, 0x15, 0x5d, 0x01, 0x01, 0x63], (PEER, 40000), ([198, 18, 1, 99], 9999), b"hi")),
+        (
+            "client asks for its gateway: the switch answers (proxy ARP)",
+            arp_request(client.0, client.1, [198, 18, 1, 1]),
+        ),
+        (
+            "web opens a PostgreSQL connection to db: db's ACL allow-web-pg admits it",
+            tcp(web.0, db.0, (web.1, 50000), (db.1, 5432), Tcp::Syn, b""),
+        ),
+        (
+            "db answers: a reply of the recorded connection, no rule evaluated",
+            tcp(db.0, web.0, (db.1, 5432), (web.1, 50000), Tcp::SynAck, b""),
+        ),
+        (
+            "web acknowledges: the flow is cached, fast path",
+            tcp(web.0, db.0, (web.1, 50000), (db.1, 5432), Tcp::Ack, b""),
+        ),
+        (
+            "client tries db's PostgreSQL port: db's ACL block-pg drops it",
+            tcp(
+                client.0,
+                db.0,
+                (client.1, 50001),
+                (db.1, 5432),
+                Tcp::Syn,
+                b"",
+            ),
+        ),
+        (
+            "client opens HTTP to a server outside: SNAT to the host address, port kept",
+            tcp(client.0, GW, (client.1, 50002), (PEER, 80), Tcp::Syn, b""),
+        ),
+        (
+            "the server answers the host address: NAT delivers it to client, translated back",
+            tcp(REMOTE_MAC, GW, (PEER, 80), (HOST, 50002), Tcp::SynAck, b""),
+        ),
+        (
+            "client tries telnet outside: client's ACL block-telnet-out drops it",
+            tcp(client.0, GW, (client.1, 50003), (PEER, 23), Tcp::Syn, b""),
+        ),
+        (
+            "client resolves a name: SNAT",
+            udp(
+                client.0,
+                GW,
+                (client.1, 53000),
+                (RESOLVER, 53),
+                b"\x12\x34\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+            ),
+        ),
+        (
+            "the resolver answers: back to client",
+            udp(
+                REMOTE_MAC,
+                GW,
+                (RESOLVER, 53),
+                (HOST, 53000),
+                b"\x12\x34\x81\x80\x00\x00\x00\x00\x00\x00\x00\x00",
+            ),
+        ),
+        (
+            "a visitor connects to the host's port 8080: the port mapping sends it to web:80",
+            tcp(REMOTE_MAC, GW, (PEER, 40001), (HOST, 8080), Tcp::Syn, b""),
+        ),
+        (
+            "web answers from port 80: it leaves as the host's port 8080",
+            tcp(web.0, GW, (web.1, 80), (PEER, 40001), Tcp::SynAck, b""),
+        ),
+        (
+            "client reaches web through the host's mapped port (hairpin): SNAT, then the mapping",
+            tcp(client.0, GW, (client.1, 50004), (HOST, 8080), Tcp::Syn, b""),
+        ),
+        (
+            "unsolicited GRE to web: the process profile denies protocols other than TCP, UDP, ICMP, IGMP",
+            raw_ip(REMOTE_MAC, web.0, PEER, web.1, 47, &[0, 0, 0x08, 0]),
+        ),
+        (
+            "a ping to web: the process profile allows ICMP",
+            ping(REMOTE_MAC, web.0, PEER, web.1, false),
+        ),
+        (
+            "web's echo reply: reply of the recorded connection",
+            ping(web.0, GW, web.1, PEER, true),
+        ),
+        (
+            "unsolicited UDP to web: allowed by the process profile",
+            udp(REMOTE_MAC, web.0, (PEER, 40000), (web.1, 9999), b"hi"),
+        ),
+        (
+            "api (overlay) connects to a container on another host: VXLAN-encapsulated to that host, VNI 4096",
+            tcp(api.0, GW, (api.1, 50010), (remote_ca, 80), Tcp::Syn, b""),
+        ),
+        (
+            "the other host's answer arrives as VXLAN: decapsulated, the VNI checked, delivered to api",
+            vxlan(
+                REMOTE_HOST,
+                4096,
+                &tcp(
+                    REMOTE_CA_MAC,
+                    api.0,
+                    (remote_ca, 80),
+                    (api.1, 50010),
+                    Tcp::SynAck,
+                    b"",
+                ),
+            ),
+        ),
+        (
+            "VXLAN for a VNI this host does not carry: dropped",
+            vxlan(
+                REMOTE_HOST,
+                999,
+                &tcp(
+                    REMOTE_CA_MAC,
+                    api.0,
+                    (remote_ca, 80),
+                    (api.1, 50011),
+                    Tcp::Syn,
+                    b"",
+                ),
+            ),
+        ),
+        (
+            "api connects outside the overlay: OutboundNAT to the VIP",
+            tcp(api.0, GW, (api.1, 50012), (PEER, 443), Tcp::Syn, b""),
+        ),
+        (
+            "api sends a full-size packet across the overlay: too big once encapsulated; ICMP tells api",
+            tcp(
+                api.0,
+                GW,
+                (api.1, 50010),
+                (remote_ca, 80),
+                Tcp::Ack,
+                &[0u8; 1460],
+            ),
+        ),
+        (
+            "a frame for an address no endpoint owns: no route",
+            udp(
+                REMOTE_MAC,
+                [0x00, 0x15, 0x5d, 0x01, 0x01, 0x63],
+                (PEER, 40000),
+                ([198, 18, 1, 99], 9999),
+                b"hi",
+            ),
+        ),
         ("an LLDP frame: not IP or ARP, unsupported", lldp),
-        ("a frame whose IPv4 header is cut short: parse error", truncated),
+        (
+            "a frame whose IPv4 header is cut short: parse error",
+            truncated,
+        ),
     ]
-    .into_iter()
-    .collect()
 }
 
 fn main() -> std::io::Result<()> {

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use strata_dataplane::capture::{CaptureError, CaptureReader, Frame, PcapngWriter};
-use strata_dataplane::packet::parse_captured;
-use strata_dataplane::switch::{Answer, FrameInfo, PortId, Switch, Verdict};
-use strata_dataplane::{DropReason, packet};
+use strata_dataplane::packet::{ParseError, Parsed, parse_captured};
+use strata_dataplane::switch::{Answer, FrameInfo, PortId, Switch, Verdict, VxlanInner};
+use strata_dataplane::transpose::bytes::{self, PacketBuf};
+use strata_dataplane::{DropReason, PacketMeta, packet};
 use strata_rules::model::Mac;
 
 /// One line of `--verdicts`: the DESIGN §4 contract.
@@ -208,6 +209,22 @@ fn ingress(
     sw.ingress_of(frame.interface.as_deref(), mac, ip)
 }
 
+/// What the switch needs of a parsed frame; VXLAN to one of `vxlan_ports` carries its
+/// inner frame along.
+fn frame_info(data: &[u8], parsed: &Result<Parsed, ParseError>, vxlan_ports: &[u16]) -> FrameInfo {
+    if let Ok(p) = parsed
+        && !vxlan_ports.is_empty()
+        && let Some(vx) = bytes::vxlan_of(data, p, vxlan_ports)
+    {
+        return FrameInfo::Vxlan {
+            vni: vx.vni,
+            outer: PacketMeta::of(p),
+            inner: VxlanInner::of(&bytes::parse_inner(data, p, &vx)),
+        };
+    }
+    FrameInfo::of(parsed)
+}
+
 /// Replays every record of `reader` through `sw`.
 pub fn replay(
     sw: &mut Switch,
@@ -215,6 +232,8 @@ pub fn replay(
     out: &mut Outputs,
 ) -> Result<ReplaySummary, ReplayError> {
     let mut summary = ReplaySummary::default();
+    // The policy does not change during a replay: its VXLAN ports neither.
+    let vxlan_ports: Vec<u16> = sw.vxlan_ports().collect();
     for (index, item) in (0u64..).zip(reader) {
         let frame = match item {
             Ok(f) => f,
@@ -224,12 +243,44 @@ pub fn replay(
             }
         };
         let start = Instant::now();
-        let v = if frame.link_error.is_some() {
-            sw.process(PortId::Uplink, &FrameInfo::Unsupported, frame.ts_ns)
+        let (mut v, parsed) = if frame.link_error.is_some() {
+            let v = sw.process(PortId::Uplink, &FrameInfo::Unsupported, frame.ts_ns);
+            (v, Err(ParseError::TruncatedEthernet))
         } else {
             let parsed = parse_captured(&frame.data, frame.orig_len);
             let at = ingress(sw, &frame, &parsed);
-            sw.process(at, &FrameInfo::of(&parsed), frame.ts_ns)
+            let info = frame_info(&frame.data, &parsed, &vxlan_ports);
+            (sw.process(at, &info, frame.ts_ns), parsed)
+        };
+        // What leaves: the frame with the flow's rewrite applied once, or the switch's
+        // own answer on the ingress port.
+        let leaving = match (&v.egress, &parsed) {
+            (Some(_), _) if v.answer.is_some() => None,
+            (Some(_), _) if v.rewrite.is_identity() => None,
+            (Some(_), Ok(p)) => {
+                let mut buf = PacketBuf::with_headroom(&frame.data, 64);
+                match bytes::apply(&v.rewrite, &mut buf, p) {
+                    Ok(()) => Some(buf),
+                    Err(_) => {
+                        // The headers the policy needs to rewrite are not all there.
+                        sw.stats.forwarded -= 1;
+                        sw.stats.dropped[DropReason::Parse.index()] += 1;
+                        v.egress = None;
+                        v.drop = Some(DropReason::Parse);
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let too_big = match (v.answer, &parsed) {
+            (Some(Answer::TooBig { mtu }), Ok(p)) => {
+                let gw = sw.gateway_of(v.ingress);
+                gw.and_then(|ip| {
+                    bytes::icmp_too_big(&frame.data, p, mtu, sw.policy().uplink.mac, ip)
+                })
+            }
+            _ => None,
         };
         summary.engine_time += start.elapsed();
         let record = VerdictRecord::of(index, sw, &v);
@@ -242,18 +293,37 @@ pub fn replay(
                     err,
                 })?;
         }
-        if let (Some(w), Some(e)) = (out.pcapng.as_mut(), v.egress) {
-            let comment = record.path();
-            let iface = w.interface(sw.port_name(e));
-            let (data, orig_len): (&[u8], u32) = match &v.answer {
-                Some(Answer::Arp(reply)) => (reply, reply.len() as u32),
-                _ => (&frame.data, frame.orig_len),
+        if let Some(w) = out.pcapng.as_mut() {
+            let write = |w: &mut PcapngWriter<Box<dyn Write>>,
+                         port: PortId,
+                         data: &[u8],
+                         orig_len: u32,
+                         comment: &str| {
+                let iface = w.interface(sw.port_name(port));
+                w.write(iface, frame.ts_ns, data, orig_len, Some(comment))
+                    .map_err(|err| ReplayError::Output {
+                        what: "pcapng",
+                        err,
+                    })
             };
-            w.write(iface, frame.ts_ns, data, orig_len, Some(&comment))
-                .map_err(|err| ReplayError::Output {
-                    what: "pcapng",
-                    err,
-                })?;
+            if let Some(e) = v.egress {
+                let comment = record.path();
+                let (data, orig_len): (&[u8], u32) = match (&v.answer, &leaving) {
+                    (Some(Answer::Arp(reply)), _) => (reply, reply.len() as u32),
+                    (_, Some(buf)) => {
+                        // A rewrite may grow or shrink the frame (encap, VLAN).
+                        let delta = buf.len() as i64 - frame.data.len() as i64;
+                        let orig = (i64::from(frame.orig_len) + delta).max(buf.len() as i64);
+                        (buf.as_slice(), orig as u32)
+                    }
+                    _ => (&frame.data, frame.orig_len),
+                };
+                write(w, e, data, orig_len, &comment)?;
+            }
+            if let Some(icmp) = &too_big {
+                let comment = format!("{}; answered with ICMP too big", record.path());
+                write(w, v.ingress, icmp, icmp.len() as u32, &comment)?;
+            }
         }
     }
     let st = &sw.stats;

@@ -10,7 +10,7 @@
 //! - [`uft`]: the unified flow table, each flow's cached decision;
 //! - [`port`]: one port's fast path and slow path, and its counters;
 //! - [`switch`]: ports, the MAC/IP table, ingress, delivery, proxy ARP;
-//! - [`drop`]: every drop's named reason.
+//! - [`drop`](mod@drop): every drop's named reason.
 
 pub mod capture;
 pub mod conntrack;

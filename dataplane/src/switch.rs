@@ -188,6 +188,9 @@ pub struct Switch {
     /// Port mappings: (protocol, host port) → endpoint.
     mappings: HashMap<(u8, u16), usize, RandomState>,
     nat: NatState,
+    /// Provider address → MAC, learned from the VXLAN the uplink receives: where
+    /// encapsulated packets to that remote host are sent on the underlay.
+    underlay: HashMap<IpAddr, Mac, RandomState>,
     /// Packet time never runs backwards for connection ageing.
     clock: u64,
     limits: Limits,
@@ -208,6 +211,7 @@ impl Switch {
             by_ip: HashMap::default(),
             mappings: HashMap::default(),
             nat: NatState::default(),
+            underlay: HashMap::default(),
             clock: 0,
             limits,
             stats: SwitchStats::default(),
@@ -301,6 +305,14 @@ impl Switch {
 
     pub fn ports(&self) -> &[PortPipeline] {
         &self.ports
+    }
+
+    /// The gateway address of an endpoint's network (where ICMP errors come from).
+    pub fn gateway_of(&self, p: PortId) -> Option<IpAddr> {
+        match p {
+            PortId::Endpoint(i) => self.network_of(i)?.gateway,
+            PortId::Uplink => None,
+        }
     }
 
     /// NAT ports in use on the host.
@@ -540,10 +552,8 @@ impl Switch {
         };
         let (q, delivery) = match route {
             Route::Drop(r) => {
-                let mut v = Verdict {
-                    decided,
-                    ..Verdict::drop(ingress, direction, r)
-                };
+                // Delivery decided, not a layer.
+                let mut v = Verdict::drop(ingress, direction, r);
                 if r == DropReason::TooBig {
                     let mtu = self.policy.uplink.mtu.saturating_sub(ENCAP_OVERHEAD);
                     v.answer = Some(Answer::TooBig { mtu });
@@ -623,6 +633,10 @@ impl Switch {
         else {
             return Verdict::drop(ingress, direction, DropReason::VniMismatch);
         };
+        let from = (outer.fields.src_ip, outer.fields.src_mac);
+        if self.underlay.get(&from.0) != Some(&from.1) {
+            self.underlay.insert(from.0, from.1);
+        }
         let in_net = |sw: &Switch, q: &usize| sw.nets.get(*q).copied().flatten() == Some(net);
         let decap = Transposition {
             decap: true,

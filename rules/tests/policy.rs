@@ -487,7 +487,7 @@ fn example_policy_compiles() {
         overlay.outbound_nat,
         Some(OutboundNat {
             vip: ip("198.19.0.10"),
-            exceptions: vec![pfx("198.18.0.0/15")],
+            exceptions: vec![pfx("198.18.0.0/16")],
         })
     );
     assert_eq!(

@@ -2,7 +2,7 @@
 //! capture of Linux "cooked" or raw IP packets is replayed as the Ethernet frames they
 //! would have been.
 
-/// https://www.tcpdump.org/linktypes.html
+/// <https://www.tcpdump.org/linktypes.html>
 pub const LINKTYPE_NULL: u32 = 0;
 pub const LINKTYPE_ETHERNET: u32 = 1;
 /// DLT_RAW as some platforms wrote it into files before LINKTYPE_RAW existed.

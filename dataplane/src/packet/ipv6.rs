@@ -82,6 +82,11 @@ pub(crate) fn parse(frame: &[u8], l3: usize, snapped: bool) -> Result<IpInfo, Pa
                 }
             }
             NH_FRAGMENT => {
+                // RFC 2675 §3: a jumbogram never carries a Fragment header, and a GSO
+                // super-packet is not a fragment: payload length 0 is a bad length here.
+                if payload_len == 0 {
+                    return Err(ParseError::Ipv6BadPayloadLength);
+                }
                 if off + 8 > limit {
                     return Err(ParseError::TruncatedIpv6ExtHeader);
                 }

@@ -429,6 +429,14 @@ fn ipv6_errors() {
     j[5] = 0;
     let p = parse(&eth(IPV6, &[], &j)).unwrap();
     assert_eq!((p.fields.dst_port, p.l3_end as usize), (2, 14 + j.len()));
+    // But never a fragment (RFC 2675 §3), as in tcpdump's ipv6_frag6_negative_len.pcap.
+    let mut j = ipv6(
+        44,
+        &[vec![17, 0, 0, 1, 0, 0, 0, 1], udp(1, 2, &[0; 8])].concat(),
+    );
+    j[4] = 0;
+    j[5] = 0;
+    assert_eq!(err(&eth(IPV6, &[], &j)), ParseError::Ipv6BadPayloadLength);
 }
 
 #[test]

@@ -13,6 +13,25 @@
 //! present and cannot be right) and the replies built by [`icmp_too_big`]. SCTP's
 //! CRC32c is updated from the ports' change too (a CRC is affine), which costs a pass
 //! over as many zero bytes as the packet is long, but reads none of it.
+//!
+//! ```
+//! use std::net::{IpAddr, Ipv4Addr};
+//! use strata_dataplane::packet;
+//! use strata_dataplane::transpose::Transposition;
+//! use strata_dataplane::transpose::bytes::{DEFAULT_HEADROOM, PacketBuf, apply};
+//! # let frame = strata_dataplane::packet::testutil::ipv4_udp_frame();
+//! let parsed = packet::parse(&frame).unwrap();
+//! let snat = Transposition {
+//!     src_ip: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
+//!     src_port: Some(61000),
+//!     ..Transposition::NONE
+//! };
+//! let mut pkt = PacketBuf::with_headroom(&frame, DEFAULT_HEADROOM);
+//! apply(&snat, &mut pkt, &parsed).unwrap();
+//! let after = packet::parse(pkt.as_slice()).unwrap();
+//! assert_eq!(after.fields.src_port, 61000);
+//! assert!(packet::ipv4::header_checksum_ok(pkt.as_slice(), 14));
+//! ```
 
 use std::net::IpAddr;
 
@@ -256,10 +275,15 @@ pub struct Vxlan {
 
 /// Whether `frame` is Ethernet/IP/UDP/VXLAN: UDP to one of `ports` (any port when
 /// `ports` is empty), a VXLAN header with the I flag, and room for an inner Ethernet
-/// header within the outer IP packet. Non-first fragments are not (their UDP header is
-/// elsewhere). The inner frame is `frame[inner_offset..min(l3_end, len)]`.
+/// header within the outer IP packet. Fragments are not. The inner frame is
+/// `frame[inner_offset..min(l3_end, len)]`.
 pub fn vxlan_of(frame: &[u8], parsed: &Parsed, ports: &[u16]) -> Option<Vxlan> {
-    if !matches!(parsed.kind, FrameKind::Ip) || parsed.fields.protocol != proto::UDP {
+    // A fragment is not decapsulated: VTEPs must not fragment (RFC 7348 §4.3), and the
+    // inner frame would be partial.
+    if !matches!(parsed.kind, FrameKind::Ip)
+        || parsed.fields.protocol != proto::UDP
+        || parsed.fragment != Fragment::None
+    {
         return None;
     }
     parsed.l4_offset?;
@@ -322,6 +346,10 @@ fn check_fits(t: &Transposition, p: &Parsed) -> Result<(), TransposeError> {
 /// the push) gives the same bytes either way. A pop removes the outermost tag, if any.
 /// (On a QinQ frame, pop then push still differs from the push alone: the push alone
 /// keeps the outer tag. `then` cannot express "pop one, replace the other".)
+///
+/// Decap takes any UDP port (the slow path decided the flow is VXLAN); the inner frame
+/// ends where the outer IP packet does (Ethernet padding is dropped) and is re-parsed for
+/// the rewrites that follow.
 ///
 /// Errors leave the frame untouched; no allocation happens when the headroom suffices.
 pub fn apply(

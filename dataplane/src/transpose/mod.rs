@@ -108,11 +108,7 @@ impl Transposition {
             src_port: next.src_port.or(self.src_port),
             dst_port: next.dst_port.or(self.dst_port),
             vlan,
-            encap: if next.decap {
-                None
-            } else {
-                next.encap.or(self.encap)
-            },
+            encap: if next.decap { None } else { next.encap.or(self.encap) },
         }
     }
 

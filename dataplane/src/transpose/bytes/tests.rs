@@ -470,6 +470,14 @@ fn decap_of_a_non_vxlan_frame_is_an_error() {
     let mut out = run(&e, &frames()[0].1).unwrap();
     out[42] = 0;
     assert_eq!(run(&d, &out), Err(TransposeError::NotVxlan));
+    // A fragment of a VXLAN packet.
+    let mut frag = out.clone();
+    frag[42] = VXLAN_FLAG_I;
+    let whole = frag.clone();
+    assert!(run(&d, &whole).is_ok());
+    frag[20] = 0x20; // MF
+    fix(&mut frag, true);
+    assert_eq!(run(&d, &frag), Err(TransposeError::NotVxlan));
     // VXLAN whose inner frame is broken.
     let mut out = run(&e, &frames()[0].1).unwrap();
     out[50 + 14] = 0x75;
