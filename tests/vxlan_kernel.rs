@@ -444,9 +444,9 @@ impl PacketSocket {
     /// Opens the socket from a thread that has entered namespace `ns` (a socket stays in
     /// the namespace it was created in, so the test's own thread never switches).
     fn open_in(ns: &str, ifname: &str) -> PacketSocket {
-        let (ns_, ifname_) = (ns.to_owned(), ifname.to_owned());
+        let what = format!("AF_PACKET socket on {ifname} in {ns}");
+        let (ns, ifname) = (ns.to_owned(), ifname.to_owned());
         std::thread::spawn(move || -> Result<PacketSocket, String> {
-            let (ns, ifname) = (ns_, ifname_);
             let f = File::open(format!("/run/netns/{ns}")).map_err(|e| format!("open: {e}"))?;
             // SAFETY: a valid namespace fd; this thread is ours and ends right after.
             if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
@@ -504,7 +504,7 @@ impl PacketSocket {
         })
         .join()
         .expect("namespace thread")
-        .unwrap_or_else(|e| panic!("AF_PACKET socket on {ifname} in {ns}: {e}"))
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
     }
 
     /// The first frame that `want` accepts, reading at most `max_frames` frames for at
