@@ -86,75 +86,42 @@ fn kernel_vxlan_decapsulates_in_strata_and_accepts_its_encapsulation() {
 
     // The veth pair is created inside K with its peer moved straight into S, so the root
     // namespace never sees either end.
-    ip(
-        k,
-        &[
-            "link", "add", "vk", "type", "veth", "peer", "name", "vs", "netns", s,
-        ],
-    );
+    ip(k, &format!("link add vk type veth peer name vs netns {s}"));
     // The kernel's underlay NIC carries the MAC the policy's remote subnet route names:
     // Strata uses that MAC as the outer destination of its VXLAN frames (and as the inner
     // one), and IP drops frames addressed to another host's MAC.
-    ip(k, &["link", "set", "vk", "address", &mac_str(&KERNEL_MAC)]);
-    ip(k, &["addr", "add", &format!("{KERNEL_PA}/24"), "dev", "vk"]);
-    ip(k, &["link", "set", "lo", "up"]);
-    ip(k, &["link", "set", "vk", "up"]);
-    ip(s, &["link", "set", "vs", "promisc", "on", "up"]);
+    let kmac = mac_str(&KERNEL_MAC);
+    ip(k, &format!("link set vk address {kmac}"));
+    ip(k, &format!("addr add {KERNEL_PA}/24 dev vk"));
+    ip(k, "link set lo up");
+    ip(k, "link set vk up");
+    ip(s, "link set vs promisc on up");
     ip(
         k,
-        &[
-            "link",
-            "add",
-            "vxlan0",
-            "type",
-            "vxlan",
-            "id",
-            &VNI.to_string(),
-            "dstport",
-            &VXLAN_PORT.to_string(),
-            "local",
-            &KERNEL_PA.to_string(),
-            "remote",
-            &HOST_PA.to_string(),
-            "dev",
-            "vk",
-        ],
+        &format!(
+            "link add vxlan0 type vxlan id {VNI} dstport {VXLAN_PORT} local {KERNEL_PA} \
+             remote {HOST_PA} dev vk"
+        ),
     );
-    ip(
-        k,
-        &["link", "set", "vxlan0", "address", &mac_str(&KERNEL_MAC)],
-    );
-    ip(
-        k,
-        &["addr", "add", &format!("{KERNEL_CA}/24"), "dev", "vxlan0"],
-    );
-    ip(k, &["link", "set", "vxlan0", "up"]);
-    ip(k, &["route", "add", "198.18.2.0/24", "dev", "vxlan0"]);
+    ip(k, &format!("link set vxlan0 address {kmac}"));
+    ip(k, &format!("addr add {KERNEL_CA}/24 dev vxlan0"));
+    ip(k, "link set vxlan0 up");
+    ip(k, "route add 198.18.2.0/24 dev vxlan0");
     // Static neighbours: the kernel sends at once, with no ARP for Strata to answer.
     // `replace`, not `add`: the kernel may already hold an incomplete entry.
     ip(
         k,
-        &[
-            "neigh",
-            "replace",
-            &HOST_PA.to_string(),
-            "lladdr",
-            &mac_str(&HOST_MAC),
-            "dev",
-            "vk",
-        ],
+        &format!(
+            "neigh replace {HOST_PA} lladdr {} dev vk",
+            mac_str(&HOST_MAC)
+        ),
     );
     ip(
         k,
-        &[
-            "neigh",
-            "replace",
-            &API_IP.to_string(),
-            "lladdr",
-            &mac_str(&API_MAC),
-            "dev",
-            "vxlan0",
-        ],
+        &format!(
+            "neigh replace {API_IP} lladdr {} dev vxlan0",
+            mac_str(&API_MAC)
+        ),
     );
 
     let sock = PacketSocket::open_in(s, "vs");
@@ -171,8 +138,8 @@ fn kernel_vxlan_decapsulates_in_strata_and_accepts_its_encapsulation() {
             .expect("start ping in K"),
     );
     let request = sock
-        .recv_matching(50, Duration::from_secs(5), is_vxlan_to_host)
-        .expect("no VXLAN (UDP 4789) frame from the kernel on vs within 5 s / 50 frames");
+        .recv_matching(50, Duration::from_secs(5), is_echo_request_over_vxlan)
+        .expect("no VXLAN (UDP 4789) echo request from the kernel on vs within 5 s / 50 frames");
 
     // Independently of Strata: the kernel's frame is well-formed VXLAN around our ping.
     let outer = parse(&request).expect("the kernel's VXLAN frame parses");
@@ -319,17 +286,17 @@ fn prerequisites() -> Result<(), String> {
     Ok(())
 }
 
-/// Runs `ip ARGS` inside namespace `ns`; panics with its stderr on failure.
-fn ip(ns: &str, args: &[&str]) {
+/// Runs `ip ARGS` (split at whitespace) inside namespace `ns`; panics with its stderr on
+/// failure.
+fn ip(ns: &str, args: &str) {
     let out = Command::new("ip")
         .args(["netns", "exec", ns, "ip"])
-        .args(args)
+        .args(args.split_whitespace())
         .output()
         .expect("run ip");
     assert!(
         out.status.success(),
-        "ip netns exec {ns} ip {}: {}",
-        args.join(" "),
+        "ip netns exec {ns} ip {args}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -557,8 +524,20 @@ fn is_vxlan(p: &Parsed) -> bool {
     p.fields.protocol == 17 && p.fields.dst_port == VXLAN_PORT
 }
 
-fn is_vxlan_to_host(frame: &[u8]) -> bool {
-    parse(frame).is_ok_and(|p| is_vxlan(&p) && p.fields.dst_ip == HOST_PA)
+/// A VXLAN frame to Strata's provider address carrying an ICMP echo request. The kernel's
+/// vxlan0 also floods its own IPv6 chatter (MLD reports) to the remote: skipped.
+fn is_echo_request_over_vxlan(frame: &[u8]) -> bool {
+    let Ok(outer) = parse(frame) else {
+        return false;
+    };
+    if !is_vxlan(&outer) || outer.fields.dst_ip != HOST_PA {
+        return false;
+    }
+    let start = outer.payload_offset as usize + 8;
+    frame
+        .get(start..)
+        .and_then(|inner| parse(inner).ok())
+        .is_some_and(|p| p.fields.icmp == Some((8, 0)))
 }
 
 /// The VNI and the inner frame of a parsed VXLAN frame; asserts the header's flags.
