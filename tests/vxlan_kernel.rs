@@ -40,6 +40,9 @@ const HOST_PA: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 10);
 const KERNEL_PA: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 20);
 const KERNEL_CA: Ipv4Addr = Ipv4Addr::new(198, 18, 3, 1);
 const KERNEL_MAC: [u8; 6] = [0x00, 0x15, 0x5d, 0x03, 0x03, 0x01];
+/// The kernel host's underlay NIC: a MAC of its own, which Strata learns from the VXLAN
+/// that host sends.
+const KERNEL_NIC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x14];
 /// The `api` container endpoint behind Strata.
 const API_MAC: [u8; 6] = [0x00, 0x15, 0x5d, 0x02, 0x02, 0x0a];
 const API_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 10);
@@ -87,11 +90,13 @@ fn kernel_vxlan_decapsulates_in_strata_and_accepts_its_encapsulation() {
     // The veth pair is created inside K with its peer moved straight into S, so the root
     // namespace never sees either end.
     ip(k, &format!("link add vk type veth peer name vs netns {s}"));
-    // The kernel's underlay NIC carries the MAC the policy's remote subnet route names:
-    // Strata uses that MAC as the outer destination of its VXLAN frames (and as the inner
-    // one), and IP drops frames addressed to another host's MAC.
+    // The kernel's underlay NIC has its own MAC: Strata must address its VXLAN frames to
+    // it (learned from the kernel's own VXLAN), as IP drops frames for another MAC.
     let kmac = mac_str(&KERNEL_MAC);
-    ip(k, &format!("link set vk address {kmac}"));
+    ip(
+        k,
+        &format!("link set vk address {}", mac_str(&KERNEL_NIC_MAC)),
+    );
     ip(k, &format!("addr add {KERNEL_PA}/24 dev vk"));
     ip(k, "link set lo up");
     ip(k, "link set vk up");
@@ -226,8 +231,8 @@ fn kernel_vxlan_decapsulates_in_strata_and_accepts_its_encapsulation() {
     assert_eq!(outer.fields.dst_ip, KERNEL_PA, "outer destination");
     assert_eq!(outer.fields.src_mac.0, HOST_MAC, "outer source MAC");
     assert_eq!(
-        outer.fields.dst_mac.0, KERNEL_MAC,
-        "outer destination MAC: the kernel's underlay NIC only accepts its own"
+        outer.fields.dst_mac.0, KERNEL_NIC_MAC,
+        "outer destination MAC: the kernel's underlay NIC, learned from its VXLAN"
     );
     assert!(
         ipv4_header_ok(&encapsulated, &outer),

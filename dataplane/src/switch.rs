@@ -542,9 +542,12 @@ impl Switch {
                 dst_mac: route.mac,
                 ..Transposition::NONE
             };
+            // The remote host's MAC as learned from its VXLAN, else the route's, else
+            // broadcast on the underlay segment.
+            let next_hop = self.underlay.get(&route.provider_address).copied();
             let encap = Encap {
                 src_mac: uplink.mac,
-                dst_mac: route.mac.unwrap_or(Mac::BROADCAST),
+                dst_mac: next_hop.or(route.mac).unwrap_or(Mac::BROADCAST),
                 src_ip,
                 dst_ip: route.provider_address,
                 udp_src: entropy_port(&f),
