@@ -36,14 +36,37 @@ impl PacketMeta {
 /// type and code standing in for ports. Fields that rarely vary within a 5-tuple (MACs,
 /// VLAN, VNI) are not hashed; the entry keeps the full [`Fields`] it was computed for
 /// and a hit must match them exactly, so the cache can never answer for other headers.
+///
+/// Packed into integers (IPv4 addresses mapped into IPv6 space, the family kept apart in
+/// `meta`) so that hashing and comparing it are a few word operations.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct FlowKey {
-    pub dir: Direction,
-    pub src_ip: IpAddr,
-    pub dst_ip: IpAddr,
-    pub protocol: u8,
-    pub a: u16,
-    pub b: u16,
+    src: u128,
+    dst: u128,
+    /// `a` (high half) and `b` (low half): ports, or ICMP identifier and type/code.
+    ports: u32,
+    /// Protocol, direction and address family.
+    meta: u16,
+}
+
+fn packed(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+fn key(dir: Direction, src: IpAddr, dst: IpAddr, protocol: u8, a: u16, b: u16) -> FlowKey {
+    let d = match dir {
+        Direction::Out => 0,
+        Direction::In => 1,
+    };
+    FlowKey {
+        src: packed(src),
+        dst: packed(dst),
+        ports: u32::from(a) << 16 | u32::from(b),
+        meta: u16::from(protocol) << 8 | d << 1 | u16::from(src.is_ipv6()),
+    }
 }
 
 impl FlowKey {
@@ -54,14 +77,7 @@ impl FlowKey {
             Some((t, c)) => (0, u16::from_be_bytes([t, c])),
             None => (f.src_port, f.dst_port),
         };
-        FlowKey {
-            dir,
-            src_ip: f.src_ip,
-            dst_ip: f.dst_ip,
-            protocol: f.protocol,
-            a,
-            b,
-        }
+        key(dir, f.src_ip, f.dst_ip, f.protocol, a, b)
     }
 }
 
@@ -73,13 +89,6 @@ impl FlowKey {
         } else {
             (k.dst_port, k.src_port)
         };
-        FlowKey {
-            dir: dir.reverse(),
-            src_ip: k.dst_ip,
-            dst_ip: k.src_ip,
-            protocol: k.protocol,
-            a,
-            b,
-        }
+        key(dir.reverse(), k.dst_ip, k.src_ip, k.protocol, a, b)
     }
 }

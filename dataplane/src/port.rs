@@ -344,27 +344,7 @@ impl PortPipeline {
     }
 
     fn count_hits(&mut self, hits: &[Decision]) {
-        for d in hits {
-            let Some(lc) = self.counters.layers.get_mut(d.layer as usize) else {
-                continue;
-            };
-            let slot = match d.by {
-                DecidedBy::Rule { group, rule } => {
-                    lc.rules.get_mut(group).and_then(|g| g.get_mut(rule))
-                }
-                DecidedBy::Default { entry } => {
-                    let v = match d.dir {
-                        Direction::Out => &mut lc.default_out,
-                        Direction::In => &mut lc.default_in,
-                    };
-                    let i = entry.unwrap_or(v.len().saturating_sub(1));
-                    v.get_mut(i)
-                }
-            };
-            if let Some(c) = slot {
-                *c += 1;
-            }
-        }
+        count_hits(&mut self.counters, hits);
     }
 
     fn count(&mut self, dir: Direction, t: Traversal) -> Traversal {
@@ -456,7 +436,6 @@ impl PortPipeline {
                 (Traversal::drop(reason, decided), None, true)
             }
         };
-        let hits = e.hits.clone();
         if let Some(c) = conn {
             let ok = self
                 .conns
@@ -467,7 +446,7 @@ impl PortPipeline {
             }
             self.conns.touch(c, m.tcp_flags, from_orig, now);
         }
-        self.count_hits(&hits);
+        count_hits(&mut self.counters, &e.hits);
         Some(t)
     }
 
@@ -664,5 +643,30 @@ impl PortPipeline {
             },
         );
         t
+    }
+}
+
+/// Bumps the hit counter of every decision taken.
+fn count_hits(counters: &mut PortCounters, hits: &[Decision]) {
+    for d in hits {
+        let Some(lc) = counters.layers.get_mut(d.layer as usize) else {
+            continue;
+        };
+        let slot = match d.by {
+            DecidedBy::Rule { group, rule } => {
+                lc.rules.get_mut(group).and_then(|g| g.get_mut(rule))
+            }
+            DecidedBy::Default { entry } => {
+                let v = match d.dir {
+                    Direction::Out => &mut lc.default_out,
+                    Direction::In => &mut lc.default_in,
+                };
+                let i = entry.unwrap_or(v.len().saturating_sub(1));
+                v.get_mut(i)
+            }
+        };
+        if let Some(c) = slot {
+            *c += 1;
+        }
     }
 }

@@ -71,10 +71,17 @@ impl FlowTable {
     }
 
     /// The entry for `key`, if it was computed for exactly these fields under `generation`.
+    /// (The key already pins addresses, protocol and ports; the rest is compared here.)
     pub fn get(&self, key: &FlowKey, fields: &Fields, generation: u64) -> Option<&FlowEntry> {
-        self.map
-            .get(key)
-            .filter(|e| e.generation == generation && e.fields == *fields)
+        self.map.get(key).filter(|e| {
+            let f = &e.fields;
+            e.generation == generation
+                && f.src_mac == fields.src_mac
+                && f.dst_mac == fields.dst_mac
+                && f.vlan == fields.vlan
+                && f.vni == fields.vni
+                && f.icmp == fields.icmp
+        })
     }
 
     pub fn insert(&mut self, key: FlowKey, entry: FlowEntry) {
