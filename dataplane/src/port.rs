@@ -584,29 +584,11 @@ impl PortPipeline {
                     }
                 }
             }
-            (false, Some(c), _) => {
-                // The policy no longer allows this connection statefully: cut it.
-                self.conns.remove(c);
-                release_fresh(nat, &ev);
-                if ev.allowed {
-                    (
-                        CachedAction::Allow {
-                            conn: None,
-                            decided: ev.decided,
-                        },
-                        ev.rewrite,
-                    )
-                } else {
-                    (
-                        CachedAction::Drop {
-                            reason: drop_reason(&ev),
-                            decided: ev.decided,
-                        },
-                        Transposition::NONE,
-                    )
+            (_, existing, _) => {
+                if let Some(c) = existing {
+                    // The policy no longer allows this connection statefully: cut it.
+                    self.conns.remove(c);
                 }
-            }
-            _ => {
                 release_fresh(nat, &ev);
                 if ev.allowed {
                     (
