@@ -608,7 +608,7 @@ impl Switch {
         let mut icmp_inner = None;
         let mut m = *m;
         if let PortId::Endpoint(p) = ingress {
-            let t = self.ports[p].traverse(p, Direction::Out, &m, now, &mut self.nat);
+            let t = self.traverse(p, Direction::Out, &m, now);
             decided = t.decided.map(|d| (ingress, d));
             if let Some(r) = t.drop {
                 return Verdict {
@@ -660,6 +660,36 @@ impl Switch {
         v
     }
 
+    /// One port's traversal. When a SNAT finds its ports exhausted, the connections
+    /// that have expired meanwhile (on any port: the pools are the host's) give their
+    /// ports back, and the packet is tried once more.
+    fn traverse(
+        &mut self,
+        p: usize,
+        dir: Direction,
+        m: &PacketMeta,
+        now: u64,
+    ) -> crate::port::Traversal {
+        let t = self.ports[p].traverse(p, dir, m, now, &mut self.nat);
+        if t.drop != Some(DropReason::NatPortsExhausted) {
+            return t;
+        }
+        let mut freed = 0;
+        for port in &mut self.ports {
+            freed += port.conns.sweep(now);
+            for b in port.conns.released.drain(..) {
+                if let Some((ip, proto, n)) = b.snat {
+                    self.nat.pools.free(ip, proto, n);
+                    self.nat.owners.remove(&(ip, proto, n));
+                }
+            }
+        }
+        if freed == 0 {
+            return t;
+        }
+        self.ports[p].traverse(p, dir, m, now, &mut self.nat)
+    }
+
     /// The receiver's layers, inbound.
     #[allow(clippy::too_many_arguments)]
     fn deliver(
@@ -672,7 +702,7 @@ impl Switch {
         mut decided: Option<(PortId, Decision)>,
         now: u64,
     ) -> Verdict {
-        let t = self.ports[q].traverse(q, Direction::In, &m, now, &mut self.nat);
+        let t = self.traverse(q, Direction::In, &m, now);
         let egress = PortId::Endpoint(q);
         if let Some(d) = t.decided {
             decided = Some((egress, d));
