@@ -15,6 +15,47 @@ pub struct Decision {
     pub by: DecidedBy,
 }
 
+impl Decision {
+    /// The decision in one word, for flow-table entries: rule or entry index (low 32
+    /// bits, all ones for a default's `otherwise`), group (16), layer (14), direction,
+    /// and whether a default decided (the top bit).
+    pub fn pack(self) -> u64 {
+        let (kind, group, index) = match self.by {
+            DecidedBy::Rule { group, rule } => {
+                (0u64, group as u64 & 0xffff, rule as u64 & 0xffff_ffff)
+            }
+            DecidedBy::Default { entry } => {
+                (1, 0, entry.map_or(0xffff_ffff, |e| e as u64 & 0xffff_ffff))
+            }
+        };
+        let dir = u64::from(self.dir == Direction::In);
+        kind << 63 | dir << 62 | (u64::from(self.layer) & 0x3fff) << 48 | group << 32 | index
+    }
+
+    pub fn unpack(w: u64) -> Decision {
+        let index = (w & 0xffff_ffff) as usize;
+        let by = if w >> 63 == 1 {
+            DecidedBy::Default {
+                entry: (index != 0xffff_ffff).then_some(index),
+            }
+        } else {
+            DecidedBy::Rule {
+                group: ((w >> 32) & 0xffff) as usize,
+                rule: index,
+            }
+        };
+        Decision {
+            layer: ((w >> 48) & 0x3fff) as u16,
+            dir: if (w >> 62) & 1 == 1 {
+                Direction::In
+            } else {
+                Direction::Out
+            },
+            by,
+        }
+    }
+}
+
 /// Selects a group's best rule.
 enum GroupMatcher {
     /// Few rules: a linear scan is fastest.
@@ -132,6 +173,32 @@ impl CompiledLayer {
             action,
             by: DecidedBy::Default { entry },
             stateful: !action.is_block(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_pack_into_one_word_and_back() {
+        for dir in [Direction::Out, Direction::In] {
+            for by in [
+                DecidedBy::Rule { group: 0, rule: 0 },
+                DecidedBy::Rule {
+                    group: 65535,
+                    rule: 4_000_000_000,
+                },
+                DecidedBy::Default { entry: None },
+                DecidedBy::Default { entry: Some(0) },
+                DecidedBy::Default { entry: Some(7) },
+            ] {
+                for layer in [0u16, 3, 0x3fff] {
+                    let d = Decision { layer, dir, by };
+                    assert_eq!(Decision::unpack(d.pack()), d);
+                }
+            }
         }
     }
 }

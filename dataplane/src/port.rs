@@ -20,7 +20,7 @@ use crate::flow::{FlowKey, PacketMeta};
 use crate::layer::{CompiledLayer, Decision};
 use crate::nat::NatPools;
 use crate::transpose::{InnerRewrite, Transposition};
-use crate::uft::{CachedAction, FlowEntry, FlowTable};
+use crate::uft::{CachedAction, FlowEntry, FlowPins, FlowTable};
 
 /// The host's NAT state, shared by every port: the port pools of each external address,
 /// and which port's connection owns each allocated binding (so the switch can deliver
@@ -344,7 +344,7 @@ impl PortPipeline {
     }
 
     fn count_hits(&mut self, hits: &[Decision]) {
-        count_hits(&mut self.counters, hits);
+        count_hits(&mut self.counters, hits.iter().copied());
     }
 
     fn count(&mut self, dir: Direction, t: Traversal) -> Traversal {
@@ -446,7 +446,10 @@ impl PortPipeline {
             }
             self.conns.touch(c, m.tcp_flags, from_orig, now);
         }
-        count_hits(&mut self.counters, &e.hits);
+        count_hits(
+            &mut self.counters,
+            e.hits.iter().map(|&w| Decision::unpack(w)),
+        );
         Some(t)
     }
 
@@ -490,7 +493,7 @@ impl PortPipeline {
                 self.flows.insert(
                     fk,
                     FlowEntry {
-                        fields: m.fields,
+                        pins: FlowPins::of(&m.fields),
                         generation: now_gen,
                         action: CachedAction::Reply(c),
                         rewrite,
@@ -617,11 +620,11 @@ impl PortPipeline {
         self.flows.insert(
             fk,
             FlowEntry {
-                fields: m.fields,
+                pins: FlowPins::of(&m.fields),
                 generation: now_gen,
                 action,
                 rewrite,
-                hits: ev.hits,
+                hits: ev.hits.iter().map(|d| d.pack()).collect(),
             },
         );
         t
@@ -629,7 +632,7 @@ impl PortPipeline {
 }
 
 /// Bumps the hit counter of every decision taken.
-fn count_hits(counters: &mut PortCounters, hits: &[Decision]) {
+fn count_hits(counters: &mut PortCounters, hits: impl Iterator<Item = Decision>) {
     for d in hits {
         let Some(lc) = counters.layers.get_mut(d.layer as usize) else {
             continue;

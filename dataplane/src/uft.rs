@@ -34,16 +34,40 @@ pub enum CachedAction {
     },
 }
 
+/// The header fields a flow key does not pin but rules may look at: an entry answers
+/// only for packets that have the same.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FlowPins {
+    src_mac: strata_rules::model::Mac,
+    dst_mac: strata_rules::model::Mac,
+    vlan: Option<u16>,
+    vni: Option<u32>,
+    icmp: Option<(u8, u8)>,
+}
+
+impl FlowPins {
+    pub fn of(f: &Fields) -> FlowPins {
+        FlowPins {
+            src_mac: f.src_mac,
+            dst_mac: f.dst_mac,
+            vlan: f.vlan,
+            vni: f.vni,
+            icmp: f.icmp,
+        }
+    }
+}
+
 /// One cached flow.
 #[derive(Clone, Debug)]
 pub struct FlowEntry {
-    pub fields: Fields,
+    pub pins: FlowPins,
     pub generation: u64,
     pub action: CachedAction,
     /// The port's composite rewrite for this flow.
     pub rewrite: crate::transpose::Transposition,
-    /// Every layer decision taken, for per-rule hit counters on the fast path.
-    pub hits: SmallVec<[Decision; 4]>,
+    /// Every layer decision taken ([`Decision::pack`]ed), for per-rule hit counters on
+    /// the fast path.
+    pub hits: SmallVec<[u64; 4]>,
 }
 
 /// A port's flow table.
@@ -73,15 +97,10 @@ impl FlowTable {
     /// The entry for `key`, if it was computed for exactly these fields under `generation`.
     /// (The key already pins addresses, protocol and ports; the rest is compared here.)
     pub fn get(&self, key: &FlowKey, fields: &Fields, generation: u64) -> Option<&FlowEntry> {
-        self.map.get(key).filter(|e| {
-            let f = &e.fields;
-            e.generation == generation
-                && f.src_mac == fields.src_mac
-                && f.dst_mac == fields.dst_mac
-                && f.vlan == fields.vlan
-                && f.vni == fields.vni
-                && f.icmp == fields.icmp
-        })
+        let pins = FlowPins::of(fields);
+        self.map
+            .get(key)
+            .filter(|e| e.generation == generation && e.pins == pins)
     }
 
     pub fn insert(&mut self, key: FlowKey, entry: FlowEntry) {
