@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use strata_dataplane::capture::{CaptureError, CaptureReader, Frame, PcapngWriter};
 use strata_dataplane::packet::{ParseError, parse_captured};
+use strata_dataplane::port::PortCounters;
 use strata_dataplane::switch::{Answer, FrameInfo, PortId, Switch, Verdict};
 use strata_dataplane::transpose::bytes::{self, PacketBuf};
 use strata_dataplane::{DropReason, packet};
@@ -89,6 +90,11 @@ pub struct ReplaySummary {
     /// The capture ended early (truncated or malformed): the frames before it were
     /// replayed.
     pub capture_error: Option<String>,
+    /// Per endpoint port: name and counters.
+    pub ports: Vec<(String, PortCounters, usize, usize)>,
+    /// Rules (and layer defaults) by packets they decided, most first:
+    /// `port/layer/group/rule` (a default: `port/layer/default[:entry]`).
+    pub rule_hits: Vec<(String, u64)>,
 }
 
 impl ReplaySummary {
@@ -134,6 +140,32 @@ impl ReplaySummary {
         s.push_str(&format!(
             "rate        {rate:>10} ({ns:.0} ns/packet in the engine)\n"
         ));
+        if !self.ports.is_empty() {
+            s.push_str(
+                "\nport              out      in   dropped  fast path   flows  connections\n",
+            );
+            for (name, c, flows, conns) in &self.ports {
+                let total = c.fast_path + c.slow_path;
+                let fast = if total > 0 {
+                    100 * c.fast_path / total
+                } else {
+                    0
+                };
+                s.push_str(&format!(
+                    "{name:<12}{:>9}{:>8}{:>10}{:>10}%{:>8}{:>13}\n",
+                    c.packets_out, c.packets_in, c.dropped, fast, flows, conns
+                ));
+            }
+        }
+        if !self.rule_hits.is_empty() {
+            s.push_str("\nrule hits (packets decided)\n");
+            for (name, n) in self.rule_hits.iter().take(12) {
+                s.push_str(&format!("  {name:<44}{n:>8}\n"));
+            }
+            if self.rule_hits.len() > 12 {
+                s.push_str(&format!("  ... and {} more\n", self.rule_hits.len() - 12));
+            }
+        }
         if let Some(e) = &self.capture_error {
             s.push_str(&format!(
                 "warning: {e}; the frames before it were replayed\n"
@@ -207,6 +239,40 @@ fn ingress(
         }
     };
     sw.ingress_of(frame.interface.as_deref(), mac, ip)
+}
+
+/// Every rule and default entry that decided a packet, by count, most first.
+fn rule_hits(sw: &Switch) -> Vec<(String, u64)> {
+    let mut hits = Vec::new();
+    for p in sw.ports() {
+        for (compiled, c) in p.layers().iter().zip(&p.counters.layers) {
+            let layer = &compiled.layer;
+            let at = |rest: &str| format!("{}/{}/{rest}", p.port.name, layer.name);
+            for (g, counts) in layer.groups.iter().zip(&c.rules) {
+                for (r, n) in g.rules.iter().zip(counts) {
+                    hits.push((at(&format!("{}/{}", g.name, r.id)), *n));
+                }
+            }
+            for (defaults, counts) in [
+                (&layer.defaults.outbound, &c.default_out),
+                (&layer.defaults.inbound, &c.default_in),
+            ] {
+                let names = defaults
+                    .entries
+                    .iter()
+                    .map(|e| format!("default:{}", e.name));
+                for (name, n) in names
+                    .chain(std::iter::once("default".to_string()))
+                    .zip(counts)
+                {
+                    hits.push((at(&name), *n));
+                }
+            }
+        }
+    }
+    hits.retain(|(_, n)| *n > 0);
+    hits.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    hits
 }
 
 /// Replays every record of `reader` through `sw`.
@@ -323,6 +389,19 @@ pub fn replay(
         .map(|r| (*r, st.dropped[r.index()]))
         .filter(|(_, n)| *n > 0)
         .collect();
+    summary.ports = sw
+        .ports()
+        .iter()
+        .map(|p| {
+            (
+                p.port.name.clone(),
+                p.counters.clone(),
+                p.flows.len(),
+                p.conns.len(),
+            )
+        })
+        .collect();
+    summary.rule_hits = rule_hits(sw);
     summary.flows = sw.ports().iter().map(|p| p.flows.len()).sum();
     summary.connections = sw.ports().iter().map(|p| p.conns.len()).sum();
     Ok(summary)

@@ -10,6 +10,10 @@
 //! reference evaluator's (`strata_rules::reference`), so both age connections alike.
 
 use ahash::RandomState;
+
+/// Tables start this big and grow on the slow path up to their capacity: a port with a
+/// handful of flows should not cost megabytes.
+const INITIAL_CAPACITY: usize = 1024;
 use std::collections::HashMap;
 
 use strata_rules::model::{Direction, Fields, proto};
@@ -82,8 +86,14 @@ pub struct Full;
 impl ConnTable {
     pub fn new(capacity: usize) -> ConnTable {
         ConnTable {
-            index: HashMap::with_capacity_and_hasher(capacity.min(1 << 16), RandomState::new()),
-            by_exit: HashMap::with_capacity_and_hasher(capacity.min(1 << 16), RandomState::new()),
+            index: HashMap::with_capacity_and_hasher(
+                capacity.min(INITIAL_CAPACITY),
+                RandomState::new(),
+            ),
+            by_exit: HashMap::with_capacity_and_hasher(
+                capacity.min(INITIAL_CAPACITY),
+                RandomState::new(),
+            ),
             released: Vec::new(),
             slots: Vec::new(),
             free: Vec::new(),

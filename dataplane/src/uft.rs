@@ -7,6 +7,10 @@
 //! is only a cache; connection state lives in the `conntrack` table).
 
 use ahash::RandomState;
+
+/// Tables start this big and grow on the slow path up to their capacity: a port with a
+/// handful of flows should not cost megabytes.
+const INITIAL_CAPACITY: usize = 1024;
 use std::collections::HashMap;
 
 use smallvec::SmallVec;
@@ -80,7 +84,10 @@ pub struct FlowTable {
 impl FlowTable {
     pub fn new(capacity: usize) -> FlowTable {
         FlowTable {
-            map: HashMap::with_capacity_and_hasher(capacity.min(1 << 16), RandomState::new()),
+            map: HashMap::with_capacity_and_hasher(
+                capacity.min(INITIAL_CAPACITY),
+                RandomState::new(),
+            ),
             capacity: capacity.max(1),
             evictions: 0,
         }
