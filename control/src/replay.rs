@@ -146,11 +146,7 @@ impl ReplaySummary {
             );
             for (name, c, flows, conns) in &self.ports {
                 let total = c.fast_path + c.slow_path;
-                let fast = if total > 0 {
-                    100 * c.fast_path / total
-                } else {
-                    0
-                };
+                let fast = (100 * c.fast_path).checked_div(total).unwrap_or(0);
                 s.push_str(&format!(
                     "{name:<12}{:>9}{:>8}{:>10}{:>10}%{:>8}{:>13}\n",
                     c.packets_out, c.packets_in, c.dropped, fast, flows, conns
