@@ -220,6 +220,10 @@ enum Route {
     Endpoint(usize, Transposition),
     Uplink(Transposition),
     Drop(DropReason),
+    /// Too big once encapsulated: the largest inner packet that fits.
+    TooBig {
+        mtu: u16,
+    },
 }
 
 /// The host switch.
@@ -535,8 +539,16 @@ impl Switch {
             let Some(src_ip) = src_ip else {
                 return Route::Drop(DropReason::NoRoute);
             };
-            if m.ip_len + u32::from(ENCAP_OVERHEAD) > u32::from(uplink.mtu) {
-                return Route::Drop(DropReason::TooBig);
+            // EncapOverhead: 50 bytes over IPv4, 70 over IPv6 (a 40-byte outer header).
+            let overhead = if route.provider_address.is_ipv4() {
+                ENCAP_OVERHEAD
+            } else {
+                ENCAP_OVERHEAD + 20
+            };
+            if m.ip_len + u32::from(overhead) > u32::from(uplink.mtu) {
+                return Route::TooBig {
+                    mtu: uplink.mtu.saturating_sub(overhead),
+                };
             }
             let inner = Transposition {
                 dst_mac: route.mac,
@@ -625,14 +637,13 @@ impl Switch {
             PortId::Uplink => self.route_from_uplink(&m, now),
         };
         let (q, delivery) = match route {
-            Route::Drop(r) => {
-                // Delivery decided, not a layer.
-                let mut v = Verdict::drop(ingress, direction, r);
-                if r == DropReason::TooBig {
-                    let mtu = self.policy.uplink.mtu.saturating_sub(ENCAP_OVERHEAD);
-                    v.answer = Some(Answer::TooBig { mtu });
-                }
-                return v;
+            // Delivery decided, not a layer.
+            Route::Drop(r) => return Verdict::drop(ingress, direction, r),
+            Route::TooBig { mtu } => {
+                return Verdict {
+                    answer: Some(Answer::TooBig { mtu }),
+                    ..Verdict::drop(ingress, direction, DropReason::TooBig)
+                };
             }
             Route::Uplink(t) => {
                 return Verdict {
