@@ -20,7 +20,7 @@ use crate::flow::{FlowKey, PacketMeta};
 use crate::layer::{CompiledLayer, Decision};
 use crate::nat::NatPools;
 use crate::transpose::{InnerRewrite, Transposition};
-use crate::uft::{CachedAction, FlowEntry, FlowPins, FlowTable};
+use crate::uft::{CachedAction, Delivery, FlowEntry, FlowPins, FlowTable};
 
 /// The host's NAT state, shared by every port: the port pools of each external address,
 /// and which port's connection owns each allocated binding (so the switch can deliver
@@ -93,6 +93,8 @@ pub struct Traversal {
     /// For an ICMP error about one of this port's connections: the rewrite of the packet
     /// it quotes.
     pub icmp_inner: Option<InnerRewrite>,
+    /// Where the switch delivered this flow before, if the flow table remembers.
+    pub delivery: Delivery,
 }
 
 impl Traversal {
@@ -102,6 +104,7 @@ impl Traversal {
             decided,
             rewrite,
             icmp_inner: None,
+            delivery: Delivery::Unknown,
         }
     }
     fn drop(reason: DropReason, decided: Option<Decision>) -> Traversal {
@@ -110,6 +113,7 @@ impl Traversal {
             decided,
             rewrite: Transposition::NONE,
             icmp_inner: None,
+            delivery: Delivery::Unknown,
         }
     }
 }
@@ -358,6 +362,11 @@ impl PortPipeline {
         t
     }
 
+    /// Remembers, in the flow's entry, where the switch delivered it.
+    pub fn remember_delivery(&mut self, dir: Direction, m: &PacketMeta, d: Delivery) {
+        self.flows.remember_delivery(&FlowKey::of(dir, m), d);
+    }
+
     /// Runs one packet through this port (the switch's port number `me`) in `dir` at
     /// packet time `now`.
     pub fn traverse(
@@ -427,7 +436,7 @@ impl PortPipeline {
     fn fast_path(&mut self, fk: &FlowKey, m: &PacketMeta, now: u64) -> Option<Traversal> {
         let now_gen = self.generation;
         let e = self.flows.get(fk, &m.fields, now_gen)?;
-        let (t, conn, from_orig) = match e.action {
+        let (mut t, conn, from_orig) = match e.action {
             CachedAction::Reply(c) => (Traversal::allow(None, e.rewrite), Some(c), false),
             CachedAction::Allow { conn, decided } => {
                 (Traversal::allow(decided, e.rewrite), conn, true)
@@ -450,6 +459,7 @@ impl PortPipeline {
             &mut self.counters,
             e.hits.iter().map(|&w| Decision::unpack(w)),
         );
+        t.delivery = e.delivery;
         Some(t)
     }
 
@@ -497,6 +507,7 @@ impl PortPipeline {
                         generation: now_gen,
                         action: CachedAction::Reply(c),
                         rewrite,
+                        delivery: Delivery::Unknown,
                         hits: SmallVec::new(),
                     },
                 );
@@ -624,6 +635,7 @@ impl PortPipeline {
                 generation: now_gen,
                 action,
                 rewrite,
+                delivery: Delivery::Unknown,
                 hits: ev.hits.iter().map(|d| d.pack()).collect(),
             },
         );

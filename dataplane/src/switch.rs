@@ -29,6 +29,7 @@ use crate::layer::Decision;
 use crate::packet::{ArpInfo, FrameKind, ParseError, Parsed};
 use crate::port::{Limits, NatState, PortPipeline};
 use crate::transpose::{Encap, InnerRewrite, Transposition, VlanOp, bytes};
+use crate::uft::Delivery;
 use strata_rules::reference::ConnKey;
 
 /// A port of the switch.
@@ -497,8 +498,38 @@ impl Switch {
         }
     }
 
-    /// Where a packet from endpoint `p` goes after its layers.
-    fn route_from_endpoint(&mut self, p: usize, m: &PacketMeta, now: u64) -> Route {
+    /// What leaving through the uplink does to a packet of endpoint `p`'s network.
+    fn uplink_delivery(&self, p: usize) -> Transposition {
+        let (driver, vlan) = match self.network_of(p) {
+            Some(n) => (Some(n.driver), n.vlan),
+            None => (None, None),
+        };
+        let mut t = match driver {
+            Some(Driver::Nat | Driver::L2Bridge | Driver::Overlay) => Transposition {
+                src_mac: Some(self.policy.uplink.mac),
+                ..Transposition::NONE
+            },
+            _ => Transposition::NONE,
+        };
+        if let Some(v) = vlan {
+            t.vlan = VlanOp::Push(v);
+        }
+        t
+    }
+
+    /// A delivery the flow table remembered.
+    fn remembered(&self, p: usize, d: Delivery) -> Option<Route> {
+        Some(match d {
+            Delivery::Unknown => return None,
+            Delivery::Uplink => Route::Uplink(self.uplink_delivery(p)),
+            Delivery::Bridged(q) => Route::Endpoint(q as usize, Transposition::NONE),
+            Delivery::Routed(q) => Route::Endpoint(q as usize, self.routed_to(q as usize)),
+        })
+    }
+
+    /// Where a packet from endpoint `p` goes after its layers, and whether that is fixed
+    /// by the policy alone (the flow table may remember it).
+    fn route_from_endpoint(&mut self, p: usize, m: &PacketMeta, now: u64) -> (Route, Delivery) {
         let f = m.fields;
         let (driver, vlan) = match self.network_of(p) {
             Some(n) => (Some(n.driver), n.vlan),
@@ -511,18 +542,24 @@ impl Switch {
             Route::Uplink(t)
         };
         if driver == Some(Driver::L2Tunnel) {
-            return to_uplink(Transposition::NONE);
+            return (Route::Uplink(self.uplink_delivery(p)), Delivery::Uplink);
         }
         if let Some(&q) = self.by_mac.get(&f.dst_mac) {
-            return Route::Endpoint(q, Transposition::NONE);
+            return (
+                Route::Endpoint(q, Transposition::NONE),
+                Delivery::Bridged(q as u32),
+            );
         }
         if let Some(&q) = self.by_ip.get(&f.dst_ip) {
-            return Route::Endpoint(q, self.routed_to(q));
+            return (
+                Route::Endpoint(q, self.routed_to(q)),
+                Delivery::Routed(q as u32),
+            );
         }
         if self.is_host_address(f.dst_ip)
             && let Some(q) = self.nat_owner(m, now)
         {
-            return Route::Endpoint(q, self.routed_to(q));
+            return (Route::Endpoint(q, self.routed_to(q)), Delivery::Unknown);
         }
         if let Some(net) = self.network_of(p).filter(|n| n.driver == Driver::Overlay)
             && let Some(route) = net
@@ -537,7 +574,7 @@ impl Switch {
                 .copied()
                 .find(|a| a.is_ipv4() == route.provider_address.is_ipv4());
             let Some(src_ip) = src_ip else {
-                return Route::Drop(DropReason::NoRoute);
+                return (Route::Drop(DropReason::NoRoute), Delivery::Unknown);
             };
             // EncapOverhead: 50 bytes over IPv4, 70 over IPv6 (a 40-byte outer header).
             let overhead = if route.provider_address.is_ipv4() {
@@ -546,9 +583,8 @@ impl Switch {
                 ENCAP_OVERHEAD + 20
             };
             if m.ip_len + u32::from(overhead) > u32::from(uplink.mtu) {
-                return Route::TooBig {
-                    mtu: uplink.mtu.saturating_sub(overhead),
-                };
+                let mtu = uplink.mtu.saturating_sub(overhead);
+                return (Route::TooBig { mtu }, Delivery::Unknown);
             }
             let inner = Transposition {
                 dst_mac: route.mac,
@@ -566,18 +602,13 @@ impl Switch {
                 udp_dst: net.vxlan_port,
                 vni: net.vni.unwrap_or(0),
             };
-            return to_uplink(Transposition {
+            let encapsulated = Transposition {
                 encap: Some(encap),
                 ..inner
-            });
+            };
+            return (to_uplink(encapsulated), Delivery::Unknown);
         }
-        match driver {
-            Some(Driver::Nat | Driver::L2Bridge | Driver::Overlay) => to_uplink(Transposition {
-                src_mac: Some(self.policy.uplink.mac),
-                ..Transposition::NONE
-            }),
-            _ => to_uplink(Transposition::NONE),
-        }
+        (Route::Uplink(self.uplink_delivery(p)), Delivery::Uplink)
     }
 
     /// Where a packet from the uplink goes.
@@ -618,9 +649,12 @@ impl Switch {
         let mut decided = None;
         let mut rewrite = Transposition::NONE;
         let mut icmp_inner = None;
+        let first = *m;
         let mut m = *m;
+        let mut remembered = Delivery::Unknown;
         if let PortId::Endpoint(p) = ingress {
             let t = self.traverse(p, Direction::Out, &m, now);
+            remembered = t.delivery;
             decided = t.decided.map(|d| (ingress, d));
             if let Some(r) = t.drop {
                 return Verdict {
@@ -633,7 +667,16 @@ impl Switch {
             m = rewritten(&m, &t.rewrite);
         }
         let route = match ingress {
-            PortId::Endpoint(p) => self.route_from_endpoint(p, &m, now),
+            PortId::Endpoint(p) => match self.remembered(p, remembered) {
+                Some(r) => r,
+                None => {
+                    let (r, d) = self.route_from_endpoint(p, &m, now);
+                    if d != Delivery::Unknown {
+                        self.ports[p].remember_delivery(Direction::Out, &first, d);
+                    }
+                    r
+                }
+            },
             PortId::Uplink => self.route_from_uplink(&m, now),
         };
         let (q, delivery) = match route {

@@ -61,6 +61,18 @@ impl FlowPins {
     }
 }
 
+/// Where the switch delivers a flow's packets after the sender's layers, when that is
+/// fixed by the policy alone (bridged or routed to an endpoint, or to the uplink); NAT
+/// owners and encapsulation depend on state and are never remembered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Delivery {
+    #[default]
+    Unknown,
+    Uplink,
+    Bridged(u32),
+    Routed(u32),
+}
+
 /// One cached flow.
 #[derive(Clone, Debug)]
 pub struct FlowEntry {
@@ -69,6 +81,8 @@ pub struct FlowEntry {
     pub action: CachedAction,
     /// The port's composite rewrite for this flow.
     pub rewrite: crate::transpose::Transposition,
+    /// The switch's delivery of this flow, once known.
+    pub delivery: Delivery,
     /// Every layer decision taken ([`Decision::pack`]ed), for per-rule hit counters on
     /// the fast path.
     pub hits: SmallVec<[u64; 4]>,
@@ -119,6 +133,13 @@ impl FlowTable {
             }
         }
         self.map.insert(key, entry);
+    }
+
+    /// Remembers where the switch delivered this flow.
+    pub fn remember_delivery(&mut self, key: &FlowKey, d: Delivery) {
+        if let Some(e) = self.map.get_mut(key) {
+            e.delivery = d;
+        }
     }
 
     pub fn remove(&mut self, key: &FlowKey) {
