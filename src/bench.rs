@@ -19,6 +19,8 @@ use crate::Failure;
 pub enum BenchCommand {
     /// Classify a ClassBench trace against a ClassBench filter file.
     Classbench {
+        /// ClassBench filter file (`@src/len dst/len lo : hi lo : hi 0xPP/0xMM ...`;
+        /// the first line has the highest priority).
         #[arg(long)]
         rules: PathBuf,
         /// The trace; gzip-compressed if its name ends in `.gz`.
