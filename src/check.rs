@@ -3,23 +3,30 @@
 //! named `*.json` is read as an HNS JSON export, anything else as the TOML policy file.
 use std::path::Path;
 
-use strata_rules::policy;
+use strata_rules::Policy;
+use strata_rules::policy::{self, PolicyErrors};
 
 use crate::Failure;
 
-pub fn run(file: &Path) -> Result<(), Failure> {
+/// Reads and compiles a policy file: `*.json` as an HNS JSON export, anything else as
+/// the TOML policy file. (`strata check` and `strata replay --policy` both use it.)
+pub fn load(file: &Path) -> Result<Result<Policy, PolicyErrors>, Failure> {
     let name = file.display().to_string();
     let text = std::fs::read_to_string(file)
         .map_err(|e| Failure::Input(format!("cannot read policy file {name}: {e}")))?;
     let is_json = file
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"));
-    let loaded = if is_json {
+    Ok(if is_json {
         policy::load_hns_json(&text, &name)
     } else {
         policy::load(&text, &name)
-    };
-    match loaded {
+    })
+}
+
+pub fn run(file: &Path) -> Result<(), Failure> {
+    let name = file.display().to_string();
+    match load(file)? {
         Ok(p) => {
             let rules: usize = p
                 .ports

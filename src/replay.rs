@@ -39,19 +39,14 @@ fn create(path: &PathBuf) -> Result<Box<dyn Write>, Failure> {
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
-    let (policy_name, policy_text) = match &args.policy {
-        Some(p) => (
-            p.display().to_string(),
-            std::fs::read_to_string(p)
-                .map_err(|e| Failure::Input(format!("cannot read policy {}: {e}", p.display())))?,
-        ),
+    let (policy_name, loaded) = match &args.policy {
+        Some(p) => (p.display().to_string(), crate::check::load(p)?),
         None => (
             "examples/policy.toml (bundled)".to_string(),
-            DEMO_POLICY.to_string(),
+            strata_rules::policy::load(DEMO_POLICY, "examples/policy.toml"),
         ),
     };
-    let policy = strata_rules::policy::load(&policy_text, &policy_name)
-        .map_err(|e| Failure::Input(format!("invalid policy:\n{e}")))?;
+    let policy = loaded.map_err(|e| Failure::Input(format!("invalid policy:\n{e}")))?;
     let (capture_name, reader) = match &args.capture {
         Some(c) => (
             c.display().to_string(),

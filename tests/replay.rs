@@ -220,3 +220,32 @@ fn bad_inputs_exit_1_with_a_message() {
     let out = strata(&["replay", "--bogus-flag"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn hns_json_policy_replays_like_its_toml_twin() {
+    let (a, b) = (tmp("toml.jsonl"), tmp("json.jsonl"));
+    let json = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policy.hns.json");
+    assert!(
+        strata(&["replay", "--verdicts", a.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let out = strata(&[
+        "replay",
+        "--policy",
+        json,
+        "--verdicts",
+        b.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (a, b) = (
+        std::fs::read_to_string(a).unwrap(),
+        std::fs::read_to_string(b).unwrap(),
+    );
+    assert_eq!(a.lines().count(), 26);
+    assert_eq!(a, b);
+}
