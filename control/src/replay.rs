@@ -278,6 +278,8 @@ pub fn replay(
     out: &mut Outputs,
 ) -> Result<ReplaySummary, ReplayError> {
     let mut summary = ReplaySummary::default();
+    // One rewrite buffer for the whole replay.
+    let mut buf = PacketBuf::with_headroom(&[], bytes::DEFAULT_HEADROOM);
     // The policy does not change during a replay: its VXLAN ports neither.
     let vxlan_ports: Vec<u16> = sw.vxlan_ports().collect();
     for (index, item) in (0u64..).zip(reader) {
@@ -304,13 +306,13 @@ pub fn replay(
             (Some(_), _) if v.answer.is_some() => None,
             (Some(_), _) if v.rewrite.is_identity() && v.icmp_inner.is_none() => None,
             (Some(_), Ok(p)) => {
-                let mut buf = PacketBuf::with_headroom(&frame.data, bytes::DEFAULT_HEADROOM);
+                buf.load(&frame.data, bytes::DEFAULT_HEADROOM);
                 let quote = match v.icmp_inner {
                     Some(q) => bytes::translate_icmp_error(&mut buf, p, q.src, q.dst),
                     None => Ok(()),
                 };
                 match quote.and_then(|()| bytes::apply(&v.rewrite, &mut buf, p)) {
-                    Ok(()) => Some(buf),
+                    Ok(()) => Some(&buf),
                     Err(_) => {
                         // The headers the policy needs to rewrite are not all there.
                         sw.stats.forwarded -= 1;

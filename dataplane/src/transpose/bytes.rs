@@ -96,6 +96,16 @@ impl PacketBuf {
         }
     }
 
+    /// Reloads the buffer with `frame` behind `headroom` bytes, reusing its memory: a
+    /// packet loop keeps one buffer and allocates only when a frame is larger than any
+    /// before it.
+    pub fn load(&mut self, frame: &[u8], headroom: usize) {
+        self.buf.clear();
+        self.buf.resize(headroom, 0);
+        self.buf.extend_from_slice(frame);
+        self.start = headroom;
+    }
+
     /// The frame in `v`, without headroom (the first push will make some).
     pub fn from_vec(v: Vec<u8>) -> PacketBuf {
         PacketBuf { buf: v, start: 0 }
