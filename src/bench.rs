@@ -1,5 +1,6 @@
 //! `strata bench ...`: benchmark subcommands.
 //!
+//! `bench pipeline` measures the packet path on DPDK testpmd's workload.
 //! `bench classbench` measures the compiled classifier on a ClassBench filter set and
 //! trace, in the same terms as DPDK's `test-acl` (build time, single-core Mpps), and can
 //! write the per-packet answers so they can be checked against a reference.
@@ -17,6 +18,16 @@ use crate::Failure;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// The packet path on DPDK testpmd's workload (64-byte UDP, N flows, one core):
+    /// prints `flows=N mpps=X ns_per_pkt=Y`, comparable with `peer-dpdk-testpmd N`.
+    Pipeline {
+        /// Distinct flows (testpmd's peer script uses 1024).
+        #[arg(long, default_value_t = 1024)]
+        flows: u32,
+        /// Measurement rounds of 0.3 s; the best is reported.
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+    },
     /// Classify a ClassBench trace against a ClassBench filter file.
     Classbench {
         /// ClassBench filter file (`@src/len dst/len lo : hi lo : hi 0xPP/0xMM ...`;
@@ -39,6 +50,15 @@ pub fn run(cmd: BenchCommand) -> Result<(), Failure> {
             trace,
             matches,
         } => classbench(&rules, &trace, matches.as_deref()),
+        BenchCommand::Pipeline { flows, rounds } => {
+            let pps = strata_control::workload::measure(flows, rounds, Duration::from_millis(300));
+            println!(
+                "flows={flows} mpps={:.2} ns_per_pkt={:.1}",
+                pps / 1e6,
+                1e9 / pps.max(1.0)
+            );
+            Ok(())
+        }
     }
 }
 
