@@ -347,6 +347,14 @@ impl PortPipeline {
         }
     }
 
+    /// Forgets the connections idle past their timeout at `now` (all of them at
+    /// `u64::MAX`) and gives their NAT ports back; returns how many.
+    pub fn sweep(&mut self, now: u64, nat: &mut NatState) -> usize {
+        let n = self.conns.sweep(now);
+        self.release(nat);
+        n
+    }
+
     fn count_hits(&mut self, hits: &[Decision]) {
         count_hits(&mut self.counters, hits.iter().copied());
     }

@@ -291,13 +291,7 @@ impl Switch {
             .collect();
         // Connections of removed ports give their NAT ports back.
         for mut gone in old.into_values() {
-            gone.conns.sweep(u64::MAX);
-            for b in gone.conns.released.drain(..) {
-                if let Some((ip, p, port)) = b.snat {
-                    self.nat.pools.free(ip, p, port);
-                    self.nat.owners.remove(&(ip, p, port));
-                }
-            }
+            gone.sweep(u64::MAX, &mut self.nat);
         }
         // Owners refer to ports by position: re-point them.
         let positions: HashMap<&str, usize> = policy
@@ -730,13 +724,7 @@ impl Switch {
         }
         let mut freed = 0;
         for port in &mut self.ports {
-            freed += port.conns.sweep(now);
-            for b in port.conns.released.drain(..) {
-                if let Some((ip, proto, n)) = b.snat {
-                    self.nat.pools.free(ip, proto, n);
-                    self.nat.owners.remove(&(ip, proto, n));
-                }
-            }
+            freed += port.sweep(now, &mut self.nat);
         }
         if freed == 0 {
             return t;
