@@ -12,7 +12,7 @@ use ahash::RandomState;
 use smallvec::SmallVec;
 use strata_rules::maglev::flow_hash;
 use strata_rules::model::{Action, Direction, Fields, Port, proto};
-use strata_rules::reference::{ConnKey, DecidedBy, conn_key, tcp_flags, tcp_initial};
+use strata_rules::reference::{ConnKey, DecidedBy, Rewrite, conn_key, tcp_flags, tcp_initial};
 
 use crate::conntrack::{Bindings, ConnRef, ConnTable, Connection};
 use crate::drop::DropReason;
@@ -136,37 +136,23 @@ struct Evaluation {
 }
 
 /// The rewrite that turns a reply of a connection (entered as `entry`, left as `exit`)
-/// back into the reverse of `entry`.
+/// back into the reverse of `entry`: the spec's `Rewrite::reply_of`, as a transposition.
 fn reply_rewrite(
     entry: &Fields,
     entry_id: Option<u16>,
     exit: &Fields,
     exit_id: Option<u16>,
 ) -> Transposition {
-    let mut t = Transposition::NONE;
-    if entry.src_ip != exit.src_ip {
-        t.dst_ip = Some(entry.src_ip);
+    let r = Rewrite::reply_of(entry, entry_id, exit, exit_id);
+    Transposition {
+        src_mac: r.src_mac,
+        dst_mac: r.dst_mac,
+        src_ip: r.src_ip,
+        dst_ip: r.dst_ip,
+        src_port: r.src_port,
+        dst_port: r.dst_port,
+        ..Transposition::NONE
     }
-    if entry.dst_ip != exit.dst_ip {
-        t.src_ip = Some(entry.dst_ip);
-    }
-    if proto::has_ports(entry.protocol) {
-        if entry.src_port != exit.src_port {
-            t.dst_port = Some(entry.src_port);
-        }
-        if entry.dst_port != exit.dst_port {
-            t.src_port = Some(entry.dst_port);
-        }
-    } else if entry_id != exit_id {
-        t.src_port = entry_id;
-    }
-    if entry.src_mac != exit.src_mac {
-        t.dst_mac = Some(entry.src_mac);
-    }
-    if entry.dst_mac != exit.dst_mac {
-        t.src_mac = Some(entry.dst_mac);
-    }
-    t
 }
 
 /// A port with its compiled layers and state.
