@@ -247,9 +247,4 @@ impl ConnTable {
         }
         dead.len()
     }
-
-    /// Every live connection (for `ctl` listings and tests).
-    pub fn iter(&self) -> impl Iterator<Item = &Connection> {
-        self.slots.iter().filter_map(|s| s.conn.as_ref())
-    }
 }

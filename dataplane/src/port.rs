@@ -341,10 +341,6 @@ impl PortPipeline {
         n
     }
 
-    fn count_hits(&mut self, hits: &[Decision]) {
-        count_hits(&mut self.counters, hits.iter().copied());
-    }
-
     fn count(&mut self, dir: Direction, t: Traversal) -> Traversal {
         match dir {
             Direction::Out => self.counters.packets_out += 1,
@@ -512,7 +508,7 @@ impl PortPipeline {
         let existing = key.and_then(|k| self.conns.lookup(dir, k, now));
         let reuse = existing.and_then(|c| self.conns.get(c)).map(|c| c.bindings);
         let ev = self.evaluate(dir, &m.fields, m.icmp_id, Some(nat), reuse);
-        self.count_hits(&ev.hits);
+        count_hits(&mut self.counters, ev.hits.iter().copied());
         let release_fresh = |nat: &mut NatState, ev: &Evaluation| {
             if ev.fresh_snat {
                 nat.release(&Bindings {

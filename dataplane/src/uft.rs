@@ -145,8 +145,4 @@ impl FlowTable {
     pub fn remove(&mut self, key: &FlowKey) {
         self.map.remove(key);
     }
-
-    pub fn clear(&mut self) {
-        self.map.clear();
-    }
 }

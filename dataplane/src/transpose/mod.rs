@@ -93,14 +93,6 @@ impl Transposition {
         *self == Transposition::NONE
     }
 
-    /// Whether it changes anything an L3/L4 checksum covers.
-    pub fn touches_l3l4(&self) -> bool {
-        self.src_ip.is_some()
-            || self.dst_ip.is_some()
-            || self.src_port.is_some()
-            || self.dst_port.is_some()
-    }
-
     /// `self` then `next`, as one transposition: a later modification of a header wins.
     /// Encapsulation is last in a transposition, so anything after it applies to the
     /// outer headers; a `next` that modifies inner headers after an encap cannot be
