@@ -335,6 +335,9 @@ pub fn replay(
             _ => None,
         };
         summary.engine_time += start.elapsed();
+        if out.verdicts.is_none() && out.pcapng.is_none() {
+            continue;
+        }
         let record = VerdictRecord::of(index, sw, &v);
         if let Some(w) = out.verdicts.as_mut() {
             serde_json::to_writer(&mut *w, &record)

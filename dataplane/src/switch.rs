@@ -639,12 +639,17 @@ impl Switch {
         Route::Endpoint(q, t)
     }
 
-    fn ip(&mut self, ingress: PortId, direction: Direction, m: &PacketMeta, now: u64) -> Verdict {
+    fn ip(
+        &mut self,
+        ingress: PortId,
+        direction: Direction,
+        first: &PacketMeta,
+        now: u64,
+    ) -> Verdict {
         let mut decided = None;
         let mut rewrite = Transposition::NONE;
         let mut icmp_inner = None;
-        let first = *m;
-        let mut m = *m;
+        let mut m = *first;
         let mut remembered = Delivery::Unknown;
         if let PortId::Endpoint(p) = ingress {
             let t = self.traverse(p, Direction::Out, &m, now);
@@ -666,7 +671,7 @@ impl Switch {
                 None => {
                     let (r, d) = self.route_from_endpoint(p, &m, now);
                     if d != Delivery::Unknown {
-                        self.ports[p].remember_delivery(Direction::Out, &first, d);
+                        self.ports[p].remember_delivery(Direction::Out, first, d);
                     }
                     r
                 }
