@@ -1,10 +1,10 @@
 //! NAT port exhaustion is a named, counted drop, and it recovers when the connections
 //! holding the ports expire (the switch sweeps expired connections when a pool is full).
 
-use std::net::IpAddr;
+mod common;
 
-use strata_dataplane::{DropReason, FrameInfo, PacketMeta, PortId, Switch};
-use strata_rules::model::{Fields, Mac, proto};
+use strata_dataplane::{DropReason, FrameInfo, PortId, Switch};
+use strata_rules::model::{Mac, proto};
 
 const POLICY: &str = r#"
 [host]
@@ -34,25 +34,17 @@ snat = { ip = "198.19.0.10", ports = "2000-2001" }
 "#;
 
 fn udp_from_e(src_port: u16) -> FrameInfo {
-    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-    FrameInfo::Ip(PacketMeta {
-        fields: Fields {
-            src_mac: Mac([0x00, 0x15, 0x5d, 0x09, 0x09, 0x01]),
-            dst_mac: Mac([2, 0, 0, 0, 0, 0xfe]),
-            vlan: None,
-            vni: None,
-            src_ip: ip("198.18.9.1"),
-            dst_ip: ip("198.19.0.100"),
-            protocol: proto::UDP,
+    common::packet(
+        (
+            Mac([0x00, 0x15, 0x5d, 0x09, 0x09, 0x01]),
+            "198.18.9.1",
             src_port,
-            dst_port: 53,
-            icmp: None,
-        },
-        icmp_id: None,
-        tcp_flags: 0,
-        ip_len: 40,
-        related: None,
-    })
+        ),
+        (Mac([2, 0, 0, 0, 0, 0xfe]), "198.19.0.100", 53),
+        proto::UDP,
+        0,
+        40,
+    )
 }
 
 #[test]

@@ -2,11 +2,13 @@
 //! dropped `too-big`, and the container is told the MTU that fits: 50 bytes less over an
 //! IPv4 underlay, 70 over IPv6.
 
+mod common;
+
 use std::net::IpAddr;
 
 use strata_dataplane::switch::Answer;
-use strata_dataplane::{DropReason, FrameInfo, PacketMeta, PortId, Switch};
-use strata_rules::model::{Fields, Mac, proto};
+use strata_dataplane::{DropReason, FrameInfo, PortId, Switch};
+use strata_rules::model::{Mac, proto};
 
 fn policy(provider: &str) -> String {
     format!(
@@ -36,25 +38,17 @@ ipv4 = "198.18.2.10"
 }
 
 fn tcp_of_len(ip_len: u32) -> FrameInfo {
-    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-    FrameInfo::Ip(PacketMeta {
-        fields: Fields {
-            src_mac: Mac([0x00, 0x15, 0x5d, 0x02, 0x02, 0x0a]),
-            dst_mac: Mac([2, 0, 0, 0, 0, 1]),
-            vlan: None,
-            vni: None,
-            src_ip: ip("198.18.2.10"),
-            dst_ip: ip("198.18.3.5"),
-            protocol: proto::TCP,
-            src_port: 50000,
-            dst_port: 80,
-            icmp: None,
-        },
-        icmp_id: None,
-        tcp_flags: 0x10,
+    common::packet(
+        (
+            Mac([0x00, 0x15, 0x5d, 0x02, 0x02, 0x0a]),
+            "198.18.2.10",
+            50000,
+        ),
+        (Mac([2, 0, 0, 0, 0, 1]), "198.18.3.5", 80),
+        proto::TCP,
+        0x10,
         ip_len,
-        related: None,
-    })
+    )
 }
 
 fn check(provider: &str, overhead: u16) {
