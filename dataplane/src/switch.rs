@@ -450,35 +450,23 @@ impl Switch {
 
     /// The endpoint that owns a NAT binding or a port mapping of a host address.
     fn nat_owner(&mut self, m: &PacketMeta, now: u64) -> Option<usize> {
-        if let Some(q) = m.related {
-            // An ICMP error about a packet the host sent: the quote's source is ours.
-            let quoted = PacketMeta {
-                fields: strata_rules::model::Fields {
-                    dst_ip: q.src_ip,
-                    protocol: q.protocol,
-                    dst_port: q.src_port,
-                    ..m.fields
-                },
-                icmp_id: Some(q.src_port),
-                related: None,
-                ..*m
-            };
-            return self.nat_owner(&quoted, now);
-        }
-        let f = &m.fields;
-        let port = if proto::has_ports(f.protocol) {
-            f.dst_port
-        } else {
-            m.icmp_id?
+        // The (host address, protocol, port) the packet is for; for an ICMP error about
+        // a packet the host sent, the quoted packet's source is.
+        let (ip, protocol, port) = match m.related {
+            Some(q) => (q.src_ip, q.protocol, q.src_port),
+            None if proto::has_ports(m.fields.protocol) => {
+                (m.fields.dst_ip, m.fields.protocol, m.fields.dst_port)
+            }
+            None => (m.fields.dst_ip, m.fields.protocol, m.icmp_id?),
         };
-        if let Some(&(owner, c)) = self.nat.owners.get(&(f.dst_ip, f.protocol, port))
+        if let Some(&(owner, c)) = self.nat.owners.get(&(ip, protocol, port))
             && let Some(p) = self.ports.get_mut(owner)
             && p.conns.live(c, now).is_some()
         {
             return Some(owner);
         }
-        if proto::has_ports(f.protocol) {
-            return self.mappings.get(&(f.protocol, f.dst_port)).copied();
+        if proto::has_ports(protocol) {
+            return self.mappings.get(&(protocol, port)).copied();
         }
         None
     }
