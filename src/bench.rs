@@ -16,6 +16,9 @@ use strata_rules::classifier::{ClassRule, Classifier};
 
 use crate::Failure;
 
+#[path = "../benches/workload.rs"]
+mod workload;
+
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// The packet path on DPDK testpmd's workload (64-byte UDP, N flows, one core):
@@ -51,7 +54,7 @@ pub fn run(cmd: BenchCommand) -> Result<(), Failure> {
             matches,
         } => classbench(&rules, &trace, matches.as_deref()),
         BenchCommand::Pipeline { flows, rounds } => {
-            let pps = strata_control::workload::measure(flows, rounds, Duration::from_millis(300));
+            let pps = workload::measure(flows, rounds, Duration::from_millis(300));
             println!(
                 "flows={flows} mpps={:.2} ns_per_pkt={:.1}",
                 pps / 1e6,

@@ -1,6 +1,5 @@
-//! `strata-control`: runs the dataplane for users.
+//! `strata-control`: the control plane — it compiles policy away from the packet path
+//! and publishes it to the workers (DESIGN §5).
 //!
-//! - [`replay`]: a capture through a switch, with verdicts and a commented pcapng out;
-//! - [`workload`]: the packet-path benchmark workload (testpmd's, for side-by-side runs).
-pub mod replay;
-pub mod workload;
+//! - [`publish`]: compile a policy against the running snapshot and swap it in.
+pub mod publish;

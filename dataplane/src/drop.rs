@@ -14,8 +14,9 @@ pub enum DropReason {
     AclDefault,
     /// Nowhere to deliver it (from the uplink to no endpoint).
     NoRoute,
-    /// No room to record a new connection.
-    FlowTableFull,
+    /// The port's connection table is full of live connections: no room to record a new
+    /// one.
+    ConnectionTableFull,
     /// The NAT had no free port for a new connection.
     NatPortsExhausted,
     /// A VXLAN packet for a VNI this host does not carry.
@@ -33,7 +34,7 @@ impl DropReason {
         DropReason::Acl,
         DropReason::AclDefault,
         DropReason::NoRoute,
-        DropReason::FlowTableFull,
+        DropReason::ConnectionTableFull,
         DropReason::NatPortsExhausted,
         DropReason::VniMismatch,
         DropReason::VlanMismatch,
@@ -47,7 +48,7 @@ impl DropReason {
             DropReason::Acl => "acl",
             DropReason::AclDefault => "acl-default",
             DropReason::NoRoute => "no-route",
-            DropReason::FlowTableFull => "flow-table-full",
+            DropReason::ConnectionTableFull => "connection-table-full",
             DropReason::NatPortsExhausted => "nat-ports-exhausted",
             DropReason::VniMismatch => "vni-mismatch",
             DropReason::VlanMismatch => "vlan-mismatch",

@@ -2,9 +2,9 @@
 
 use std::net::IpAddr;
 
+use strata_rules::conn::{ConnKey, is_icmp_echo};
 use strata_rules::model::proto;
 use strata_rules::model::{Direction, Fields};
-use strata_rules::reference::{ConnKey, is_icmp_echo};
 
 /// `FlowKey::b` of ICMP echo requests and replies: both directions of a ping share a key
 /// shape, so a connection's reply entry can be found from its [`ConnKey`].
@@ -26,9 +26,9 @@ pub struct PacketMeta {
 }
 
 impl PacketMeta {
-    /// The connection this packet would belong to (see `reference::conn_key`).
+    /// The connection this packet would belong to (see `conn::conn_key`).
     pub fn conn_key(&self) -> Option<ConnKey> {
-        strata_rules::reference::conn_key(&self.fields, self.icmp_id)
+        strata_rules::conn::conn_key(&self.fields, self.icmp_id)
     }
 }
 

@@ -1,29 +1,42 @@
-//! `strata-dataplane`: the packet path.
+//! `strata-dataplane`: the packet path, and the devices and loop that drive it.
 //!
 //! - [`packet`]: zero-copy parsing of untrusted frames into offsets and rule fields;
 //! - [`capture`]: reading pcap/pcapng captures (any common link type, as Ethernet) and
 //!   writing pcapng with per-port interfaces and per-packet comments;
 //! - [`flow`]: what a frame means to policy ([`flow::PacketMeta`]) and flow keys;
-//! - [`layer`]: compiled layers (the slow path's evaluation);
-//! - [`nat`]: NAT port pools (which external port a new SNAT connection gets);
-//! - [`conntrack`]: recorded connections, TCP states and timeouts;
-//! - [`uft`]: the unified flow table, each flow's cached decision;
-//! - [`port`]: one port's fast path and slow path, and its counters;
-//! - [`switch`]: ports, the MAC/IP table, ingress, delivery, proxy ARP;
-//! - [`drop`](mod@drop): every drop's named reason.
+//! - [`policy`]: the compiled policy, an immutable snapshot shared by the workers
+//!   (compiled layers, the MAC/IP table), and where snapshots are published;
+//! - [`state`]: what a worker owns and changes — flows (the unified flow table),
+//!   connections, NAT bindings, counters;
+//! - [`port`]: one port's fast path and slow path;
+//! - [`switch`]: ingress, delivery per network driver, overlay, proxy ARP;
+//! - [`transpose`]: header transpositions and their byte-level application;
+//! - [`engine`]: the engine call — a frame in, its verdict and outputs out;
+//! - [`device`] and [`worker`]: where frames come from and go to, and the loop;
+//! - [`verdict`], [`report`], [`drop`](mod@drop): what happened, for people.
+//!
+//! The packet's trip: `device` → `worker` → `engine` (parse, ingress) → `switch` →
+//! `port` (sender's layers) → delivery → `port` (receiver's layers) → `transpose` (the
+//! bytes) → `worker` → `device`.
 
 pub mod capture;
-pub mod conntrack;
+pub mod device;
 pub mod drop;
+pub mod engine;
 pub mod flow;
-pub mod layer;
-pub mod nat;
 pub mod packet;
+pub mod policy;
 pub mod port;
+pub mod report;
+pub mod state;
 pub mod switch;
 pub mod transpose;
-pub mod uft;
+pub mod verdict;
+pub mod worker;
 
 pub use drop::DropReason;
+pub use engine::{Engine, Ingress, Outcome, Output, Rx};
 pub use flow::{FlowKey, PacketMeta};
-pub use switch::{FrameInfo, PortId, Switch, Verdict};
+pub use policy::{CompiledPolicy, PortId, Published};
+pub use switch::FrameInfo;
+pub use verdict::{Verdict, VerdictRecord};

@@ -3,7 +3,7 @@
 
 mod common;
 
-use strata_dataplane::{DropReason, FrameInfo, PortId, Switch};
+use strata_dataplane::{DropReason, Engine, FrameInfo, PortId};
 use strata_rules::model::{Mac, proto};
 
 const POLICY: &str = r#"
@@ -50,20 +50,20 @@ fn udp_from_e(src_port: u16) -> FrameInfo {
 #[test]
 fn exhaustion_is_a_drop_and_recovers_when_connections_expire() {
     let policy = strata_rules::policy::load(POLICY, "nat.toml").expect("policy");
-    let mut sw = Switch::new(policy);
-    let e = sw.port_by_name("e").expect("endpoint e");
+    let mut sw = Engine::for_policy(&policy);
+    let e = sw.policy().port_by_name("e").expect("endpoint e");
     let s = 1_000_000_000u64;
-    let v = |sw: &mut Switch, port: u16, t: u64| sw.process(e, &udp_from_e(port), t);
+    let v = |sw: &mut Engine, port: u16, t: u64| sw.decide(e, &udp_from_e(port), t);
 
     assert_eq!(v(&mut sw, 1000, s).egress, Some(PortId::Uplink));
     assert_eq!(v(&mut sw, 1001, s).egress, Some(PortId::Uplink));
-    assert_eq!(sw.nat_bindings(), 2);
+    assert_eq!(sw.state().nat_bindings(), 2);
     // Both ports of the range are held: a third connection cannot be translated.
     assert_eq!(
         v(&mut sw, 1002, 2 * s).drop,
         Some(DropReason::NatPortsExhausted)
     );
-    assert_eq!(sw.stats.dropped[DropReason::NatPortsExhausted.index()], 1);
+    assert_eq!(sw.stats().dropped[DropReason::NatPortsExhausted.index()], 1);
     // Packets of the existing connections still pass.
     assert_eq!(v(&mut sw, 1000, 3 * s).egress, Some(PortId::Uplink));
     // Once the UDP connections have been idle past their timeout (120 s), their ports
@@ -71,7 +71,7 @@ fn exhaustion_is_a_drop_and_recovers_when_connections_expire() {
     let later = 200 * s;
     assert_eq!(v(&mut sw, 1003, later).egress, Some(PortId::Uplink));
     assert_eq!(v(&mut sw, 1004, later).egress, Some(PortId::Uplink));
-    assert_eq!(sw.nat_bindings(), 2);
+    assert_eq!(sw.state().nat_bindings(), 2);
     assert_eq!(
         v(&mut sw, 1005, later).drop,
         Some(DropReason::NatPortsExhausted)

@@ -6,8 +6,8 @@ mod common;
 
 use std::net::IpAddr;
 
-use strata_dataplane::switch::Answer;
-use strata_dataplane::{DropReason, FrameInfo, PortId, Switch};
+use strata_dataplane::verdict::Answer;
+use strata_dataplane::{DropReason, Engine, FrameInfo, PortId};
 use strata_rules::model::{Mac, proto};
 
 fn policy(provider: &str) -> String {
@@ -53,9 +53,9 @@ fn tcp_of_len(ip_len: u32) -> FrameInfo {
 
 fn check(provider: &str, overhead: u16) {
     let p = strata_rules::policy::load(&policy(provider), "o.toml").expect("policy");
-    let mut sw = Switch::new(p);
-    let api = sw.port_by_name("api").expect("api");
-    let fits = sw.process(api, &tcp_of_len(u32::from(1500 - overhead)), 1);
+    let mut sw = Engine::for_policy(&p);
+    let api = sw.policy().port_by_name("api").expect("api");
+    let fits = sw.decide(api, &tcp_of_len(u32::from(1500 - overhead)), 1);
     assert_eq!(fits.egress, Some(PortId::Uplink), "{provider}");
     let encap = fits.rewrite.encap.expect("encapsulated");
     assert_eq!(encap.dst_ip, provider.parse::<IpAddr>().unwrap());
@@ -65,7 +65,7 @@ fn check(provider: &str, overhead: u16) {
         "outer source of the same family"
     );
     assert_eq!(encap.vni, 4096);
-    let big = sw.process(api, &tcp_of_len(u32::from(1500 - overhead) + 1), 2);
+    let big = sw.decide(api, &tcp_of_len(u32::from(1500 - overhead) + 1), 2);
     assert_eq!(big.drop, Some(DropReason::TooBig), "{provider}");
     assert_eq!(
         big.answer,

@@ -151,7 +151,7 @@ impl Transposition {
                 g.dst_port = p;
             }
         } else if icmp_id.is_some() {
-            // ICMP echo: the identifier plays both ports (see `reference::conn_key`).
+            // ICMP echo: the identifier plays both ports (see `strata_rules::conn::conn_key`).
             id = self.src_port.or(self.dst_port).or(icmp_id);
         }
         match self.vlan {

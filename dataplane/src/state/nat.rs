@@ -12,7 +12,7 @@
 //! word is known full.
 //!
 //! ```
-//! use strata_dataplane::nat::PortPool;
+//! use strata_dataplane::state::nat::PortPool;
 //! use strata_rules::PortRange;
 //!
 //! let mut pool = PortPool::new(PortRange { lo: 1024, hi: 1026 });

@@ -1,4 +1,5 @@
-//! Replays every capture of the shared corpus (830 real captures from tcpdump's test
+//! Replays every capture of the shared corpus through the worker loop over a capture
+//! device (what `strata replay` runs) (830 real captures from tcpdump's test
 //! suite, many deliberately truncated or malformed): no panic, exactly one verdict per
 //! record, and a frame gets reason `parse` exactly when the parser rejects it.
 
@@ -7,10 +8,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use strata_control::replay::{Outputs, replay};
-use strata_dataplane::Switch;
+use std::sync::atomic::AtomicBool;
+
+use strata_dataplane::Engine;
 use strata_dataplane::capture::CaptureReader;
+use strata_dataplane::device::capture::CaptureDevice;
 use strata_dataplane::packet::parse_captured;
+use strata_dataplane::verdict::VerdictLog;
+use strata_dataplane::worker::Worker;
 
 /// A writer whose bytes the test can read back.
 #[derive(Clone, Default)]
@@ -45,20 +50,20 @@ fn replay_file(path: &Path) -> Option<(usize, Vec<serde_json::Value>, usize)> {
         let Ok(f) = item else { break };
         expect_parse.push(f.link_error.is_none() && parse_captured(&f.data, f.orig_len).is_err());
     }
-    let mut sw = Switch::new(policy());
+    let mut worker = Worker::new(Engine::for_policy(&policy()));
     let sink = SharedBuf::default();
-    let mut out = Outputs {
-        pcapng: None,
-        verdicts: Some(Box::new(sink.clone())),
-    };
-    let summary = replay(&mut sw, reader, &mut out).expect("replay of a readable capture");
+    let mut log = VerdictLog::new(sink.clone());
+    let mut device = CaptureDevice::new(reader, None);
+    worker
+        .run(&mut [&mut device], &mut log, &AtomicBool::new(false))
+        .expect("replay of a readable capture");
     assert_eq!(
-        summary.packets as usize,
+        worker.engine().stats().packets as usize,
         expect_parse.len(),
         "{}",
         path.display()
     );
-    out.finish().expect("flush");
+    log.finish().expect("flush");
     let bytes = sink.0.borrow().clone();
     let lines: Vec<serde_json::Value> = String::from_utf8(bytes)
         .expect("utf-8 verdicts")

@@ -6,18 +6,16 @@
 //! their originating direction and [`ConnKey`] twice: as the first packet entered the
 //! port (`entry_key`: later packets of the same direction) and as it left it after the
 //! layers' transpositions (`exit_key`: replies arrive as its reverse). A removed
-//! connection's NAT binding is queued in `released` for the owner of the NAT pools. Timeouts and the TCP state machine are the
-//! reference evaluator's (`strata_rules::reference`), so both age connections alike.
+//! connection's NAT binding is queued in `released` for the owner of the NAT pools.
+//! Timeouts and the TCP state machine are the shared definitions of `strata_rules::conn`,
+//! so the engine and the reference evaluator age connections alike.
 
 use ahash::RandomState;
 
-/// Tables start this big and grow on the slow path up to their capacity: a port with a
-/// handful of flows should not cost megabytes.
-const INITIAL_CAPACITY: usize = 1024;
 use std::collections::HashMap;
 
+use strata_rules::conn::{self as spec, ConnKey, TcpState};
 use strata_rules::model::{Direction, Fields, proto};
-use strata_rules::reference::{self as spec, ConnKey, TcpState};
 
 /// A handle on a connection; detects that the slot was reused.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -86,14 +84,10 @@ pub struct Full;
 impl ConnTable {
     pub fn new(capacity: usize) -> ConnTable {
         ConnTable {
-            index: HashMap::with_capacity_and_hasher(
-                capacity.min(INITIAL_CAPACITY),
-                RandomState::new(),
-            ),
-            by_exit: HashMap::with_capacity_and_hasher(
-                capacity.min(INITIAL_CAPACITY),
-                RandomState::new(),
-            ),
+            // Tables start empty and grow on the slow path up to their capacity: a port
+            // with a handful of flows costs a handful of entries.
+            index: HashMap::default(),
+            by_exit: HashMap::default(),
             released: Vec::new(),
             slots: Vec::new(),
             free: Vec::new(),

@@ -6,20 +6,17 @@
 //! which overwrites the entry. The table is bounded: when full, an entry is evicted (it
 //! is only a cache; connection state lives in the `conntrack` table).
 
-use ahash::RandomState;
-
-/// Tables start this big and grow on the slow path up to their capacity: a port with a
-/// handful of flows should not cost megabytes.
-const INITIAL_CAPACITY: usize = 1024;
 use std::collections::HashMap;
+
+use ahash::RandomState;
 
 use smallvec::SmallVec;
 use strata_rules::model::Fields;
 
-use crate::conntrack::ConnRef;
+use super::conntrack::ConnRef;
 use crate::drop::DropReason;
 use crate::flow::FlowKey;
-use crate::layer::Decision;
+use crate::policy::Decision;
 
 /// What the slow path decided for a flow on one port traversal.
 #[derive(Clone, Debug)]
@@ -62,8 +59,9 @@ impl FlowPins {
 }
 
 /// Where the switch delivers a flow's packets after the sender's layers, when that is
-/// fixed by the policy alone (bridged or routed to an endpoint, or to the uplink); NAT
-/// owners and encapsulation depend on state and are never remembered.
+/// fixed by the policy alone (bridged or routed to an endpoint slot, or to the uplink);
+/// NAT owners and encapsulation depend on state and are never remembered. Valid only
+/// under the policy topology it was found in (`FlowEntry::topology`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Delivery {
     #[default]
@@ -81,8 +79,9 @@ pub struct FlowEntry {
     pub action: CachedAction,
     /// The port's composite rewrite for this flow.
     pub rewrite: crate::transpose::Transposition,
-    /// The switch's delivery of this flow, once known.
+    /// The switch's delivery of this flow, once known, and the policy topology it holds in.
     pub delivery: Delivery,
+    pub topology: u64,
     /// Every layer decision taken ([`Decision::pack`]ed), for per-rule hit counters on
     /// the fast path.
     pub hits: SmallVec<[u64; 4]>,
@@ -98,10 +97,8 @@ pub struct FlowTable {
 impl FlowTable {
     pub fn new(capacity: usize) -> FlowTable {
         FlowTable {
-            map: HashMap::with_capacity_and_hasher(
-                capacity.min(INITIAL_CAPACITY),
-                RandomState::new(),
-            ),
+            // Starts empty and grows on the slow path up to `capacity`.
+            map: HashMap::default(),
             capacity: capacity.max(1),
             evictions: 0,
         }
@@ -135,10 +132,11 @@ impl FlowTable {
         self.map.insert(key, entry);
     }
 
-    /// Remembers where the switch delivered this flow.
-    pub fn remember_delivery(&mut self, key: &FlowKey, d: Delivery) {
+    /// Remembers where the switch delivered this flow, under policy topology `topology`.
+    pub fn remember_delivery(&mut self, key: &FlowKey, d: Delivery, topology: u64) {
         if let Some(e) = self.map.get_mut(key) {
             e.delivery = d;
+            e.topology = topology;
         }
     }
 

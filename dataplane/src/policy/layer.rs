@@ -1,11 +1,15 @@
-//! Compiled layers: the slow path's evaluation of one layer, with the DESIGN §2 semantics
-//! of `strata_rules::reference::evaluate_layer` but each group's best rule selected by a
-//! compiled matcher instead of a linear scan.
+//! Compiled layers: the slow path's evaluation of one layer (DESIGN §2 "Evaluation of one
+//! layer"): groups in order, each group's best rule selected by a compiled matcher (a
+//! sorted scan for small groups, the tuple-space classifier for large ones), a
+//! terminating rule deciding at once, else the last group that selected a rule, else the
+//! layer's default for the direction and protocol.
 
 use strata_rules::classifier::{ClassRule, Classifier};
+use strata_rules::decision::DecidedBy;
 use strata_rules::maglev::Maglev;
 use strata_rules::model::{Action, Direction, Fields, Layer};
-use strata_rules::reference::{self as spec, DecidedBy};
+
+use super::matcher::{Match, Probe, Scan};
 
 /// What decided one layer of one traversal: an index path into the port's layers.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -58,8 +62,8 @@ impl Decision {
 
 /// Selects a group's best rule.
 enum GroupMatcher {
-    /// Few rules: a linear scan is fastest.
-    Linear,
+    /// Few rules: a scan in priority order is fastest.
+    Scan(Scan),
     /// Many: the tuple-space classifier (`strata_rules::classifier`).
     Classifier(Box<Classifier>),
 }
@@ -67,7 +71,7 @@ enum GroupMatcher {
 impl std::fmt::Debug for GroupMatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            GroupMatcher::Linear => f.write_str("Linear"),
+            GroupMatcher::Scan(_) => f.write_str("Scan"),
             GroupMatcher::Classifier(c) => write!(f, "Classifier({} rules)", c.len()),
         }
     }
@@ -78,6 +82,10 @@ impl std::fmt::Debug for GroupMatcher {
 pub struct CompiledLayer {
     pub layer: Layer,
     matchers: Vec<GroupMatcher>,
+    /// Each group's condition, if it has one.
+    conditions: Vec<Option<Match>>,
+    /// The defaults' entries, per direction (out, in).
+    defaults: [Vec<Match>; 2],
     /// Consistent-hash tables of load-balancing rules, by (group, rule).
     maglev: Vec<Vec<Option<Maglev>>>,
 }
@@ -97,7 +105,7 @@ impl CompiledLayer {
             .iter()
             .map(|g| {
                 if g.rules.len() < classifier_min_rules.max(1) {
-                    return GroupMatcher::Linear;
+                    return GroupMatcher::Scan(Scan::compile(&g.rules));
                 }
                 let rules: Vec<ClassRule> = (0u32..)
                     .zip(&g.rules)
@@ -123,9 +131,26 @@ impl CompiledLayer {
                     .collect()
             })
             .collect();
+        let conditions = layer
+            .groups
+            .iter()
+            .map(|g| g.condition.as_ref().map(Match::compile))
+            .collect();
+        let entries = |d: &strata_rules::DefaultPolicy| {
+            d.entries
+                .iter()
+                .map(|e| Match::compile(&e.conditions))
+                .collect()
+        };
+        let defaults = [
+            entries(&layer.defaults.outbound),
+            entries(&layer.defaults.inbound),
+        ];
         CompiledLayer {
             layer,
             matchers,
+            conditions,
+            defaults,
             maglev,
         }
     }
@@ -138,22 +163,24 @@ impl CompiledLayer {
         }
     }
 
-    fn best(&self, group: usize, f: &Fields) -> Option<usize> {
-        match &self.matchers[group] {
-            GroupMatcher::Linear => spec::best_rule(&self.layer.groups[group].rules, f),
+    fn best(&self, group: usize, probe: &Probe, f: &Fields) -> Option<usize> {
+        match self.matchers.get(group)? {
+            GroupMatcher::Scan(s) => s.best(probe),
             GroupMatcher::Classifier(c) => c.classify(f).map(|id| id as usize),
         }
     }
 
     pub fn evaluate(&self, dir: Direction, f: &Fields) -> LayerOutcome<'_> {
+        let probe = Probe::of(f);
         let mut last: Option<(usize, usize)> = None;
         for (gi, g) in self.layer.groups.iter().enumerate() {
-            if !g.direction.applies(dir) || g.condition.as_ref().is_some_and(|c| !c.matches(f)) {
+            let gated = self.conditions.get(gi).and_then(Option::as_ref);
+            if !g.direction.applies(dir) || gated.is_some_and(|c| !c.matches(&probe)) {
                 continue;
             }
-            if let Some(ri) = self.best(gi, f) {
+            if let Some(ri) = self.best(gi, &probe, f) {
                 last = Some((gi, ri));
-                if g.rules[ri].terminating {
+                if g.rules.get(ri).is_some_and(|r| r.terminating) {
                     break;
                 }
             }
@@ -167,7 +194,8 @@ impl CompiledLayer {
             };
         }
         let d = self.layer.defaults.for_direction(dir);
-        let entry = d.entries.iter().position(|e| e.conditions.matches(f));
+        let compiled = &self.defaults[usize::from(dir == Direction::In)];
+        let entry = compiled.iter().position(|m| m.matches(&probe));
         let action = entry.map_or(&d.otherwise, |i| &d.entries[i].action);
         LayerOutcome {
             action,

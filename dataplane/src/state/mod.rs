@@ -1,0 +1,225 @@
+//! The mutable state of the packet path, owned by one worker (DESIGN §5): each port's
+//! flow table, connections and counters, the host's NAT bindings, the underlay MACs
+//! learned from VXLAN, the packet clock and the switch's totals. Nothing here is shared
+//! or locked; the compiled policy it is read with is the immutable snapshot of
+//! [`crate::policy`].
+//!
+//! State is keyed by port slot and checked against the snapshot by
+//! [`EngineState::reconcile`] whenever a worker installs a new one: a port that left (or
+//! whose slot now holds another incarnation) gives its NAT ports back and starts over; a
+//! port whose layers changed keeps its flows and connections (they are re-validated on
+//! their next packet, DESIGN §2) and the counts of its unchanged rules.
+
+pub mod conntrack;
+pub mod counters;
+pub mod nat;
+pub mod uft;
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use ahash::RandomState;
+use strata_rules::PortRange;
+use strata_rules::model::Mac;
+
+use crate::drop::DropReason;
+use crate::policy::{CompiledPolicy, CompiledPort};
+use conntrack::{Bindings, ConnRef, ConnTable};
+use counters::PortCounters;
+use nat::NatPools;
+use uft::FlowTable;
+
+/// Table sizes of each port.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub flows: usize,
+    pub connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            flows: 1 << 20,
+            connections: 1 << 20,
+        }
+    }
+}
+
+/// A NAT binding: (external address, protocol, port).
+pub type Binding = (IpAddr, u8, u16);
+
+/// The host's NAT state, shared by every port: the port pools of each external address,
+/// which port's connection owns each allocated binding (so the switch can deliver replies
+/// that arrive on the uplink), and the host ports that port mappings reserve.
+#[derive(Default)]
+pub struct NatState {
+    pub pools: NatPools,
+    pub owners: HashMap<Binding, (usize, ConnRef), RandomState>,
+    reserved: HashSet<Binding, RandomState>,
+}
+
+impl NatState {
+    /// Gives a removed connection's binding back.
+    pub fn release(&mut self, b: &Bindings) {
+        if let Some((ip, p, port)) = b.snat {
+            self.pools.free(ip, p, port);
+            self.owners.remove(&(ip, p, port));
+        }
+    }
+
+    /// Reserves the host ports of `policy`'s port mappings (SNAT never hands them out)
+    /// and frees those of mappings that are gone.
+    fn reserve_mappings(&mut self, policy: &CompiledPolicy) {
+        let wanted: HashSet<Binding, RandomState> = policy
+            .mapped_ports()
+            .flat_map(|(protocol, port)| {
+                policy
+                    .uplink
+                    .ips
+                    .iter()
+                    .map(move |&ip| (ip, protocol, port))
+            })
+            .collect();
+        for &(ip, protocol, port) in self.reserved.difference(&wanted) {
+            self.pools.free(ip, protocol, port);
+        }
+        self.reserved.retain(|b| wanted.contains(b));
+        for &(ip, protocol, port) in &wanted {
+            if self.reserved.contains(&(ip, protocol, port)) {
+                continue;
+            }
+            let single = PortRange { lo: port, hi: port };
+            if self.pools.allocate(ip, protocol, single, port) == Some(port) {
+                self.reserved.insert((ip, protocol, port));
+            }
+        }
+    }
+}
+
+/// One port's state.
+pub struct PortState {
+    /// The port incarnation this state belongs to.
+    pub incarnation: u64,
+    /// The generation the counters are laid out for.
+    pub generation: u64,
+    pub flows: FlowTable,
+    pub conns: ConnTable,
+    pub counters: PortCounters,
+}
+
+impl PortState {
+    fn new(p: &CompiledPort, limits: Limits) -> PortState {
+        PortState {
+            incarnation: p.incarnation,
+            generation: p.generation,
+            flows: FlowTable::new(limits.flows),
+            conns: ConnTable::new(limits.connections),
+            counters: PortCounters::for_layers(&p.layers),
+        }
+    }
+
+    /// Frees the NAT ports of connections the table removed.
+    pub fn release(&mut self, nat: &mut NatState) {
+        for b in self.conns.released.drain(..) {
+            nat.release(&b);
+        }
+    }
+
+    /// Forgets the connections idle past their timeout at `now` (all of them at
+    /// `u64::MAX`) and gives their NAT ports back; returns how many.
+    pub fn sweep(&mut self, now: u64, nat: &mut NatState) -> usize {
+        let n = self.conns.sweep(now);
+        self.release(nat);
+        n
+    }
+}
+
+/// Totals over everything the engine processed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SwitchStats {
+    pub packets: u64,
+    pub forwarded: u64,
+    pub dropped: [u64; DropReason::ALL.len()],
+    pub arp_replies: u64,
+}
+
+impl SwitchStats {
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
+    }
+
+    pub fn count(&mut self, drop: Option<DropReason>) {
+        self.packets += 1;
+        match drop {
+            Some(r) => self.dropped[r.index()] += 1,
+            None => self.forwarded += 1,
+        }
+    }
+}
+
+/// Everything a worker changes while processing packets.
+pub struct EngineState {
+    /// Per slot.
+    pub ports: Vec<Option<PortState>>,
+    pub nat: NatState,
+    /// Provider address → MAC, learned from the VXLAN the uplink receives: where
+    /// encapsulated packets to that remote host are sent on the underlay.
+    pub underlay: HashMap<IpAddr, Mac, RandomState>,
+    /// Packet time; it never runs backwards for connection ageing.
+    pub clock: u64,
+    pub limits: Limits,
+    pub stats: SwitchStats,
+}
+
+impl EngineState {
+    pub fn new(limits: Limits) -> EngineState {
+        EngineState {
+            ports: Vec::new(),
+            nat: NatState::default(),
+            underlay: HashMap::default(),
+            clock: 0,
+            limits,
+            stats: SwitchStats::default(),
+        }
+    }
+
+    /// Brings the state in line with `new`, the snapshot that replaces `old` (see the
+    /// module's notes). Costs a look at each port, and a counter relayout for ports whose
+    /// layers changed: never a walk over flows or connections of ports that stay.
+    pub fn reconcile(&mut self, old: Option<&CompiledPolicy>, new: &CompiledPolicy) {
+        if self.ports.len() < new.slots() {
+            self.ports.resize_with(new.slots(), || None);
+        }
+        for (slot, state) in self.ports.iter_mut().enumerate() {
+            let port = new.port(slot);
+            match (state.as_mut(), port) {
+                (Some(st), Some(p)) if st.incarnation == p.incarnation => {
+                    if st.generation != p.generation {
+                        let before = old
+                            .and_then(|o| o.port(slot))
+                            .map_or(&[][..], |o| &o.layers[..]);
+                        st.counters.relayout(before, &p.layers);
+                        st.generation = p.generation;
+                    }
+                }
+                _ => {
+                    if let Some(mut gone) = state.take() {
+                        gone.sweep(u64::MAX, &mut self.nat);
+                    }
+                    *state = port.map(|p| PortState::new(p, self.limits));
+                }
+            }
+        }
+        self.nat.reserve_mappings(new);
+    }
+
+    /// The state of the port in `slot`.
+    pub fn port(&self, slot: usize) -> Option<&PortState> {
+        self.ports.get(slot)?.as_ref()
+    }
+
+    /// NAT ports in use by connections on the host.
+    pub fn nat_bindings(&self) -> usize {
+        self.nat.owners.len()
+    }
+}

@@ -1,0 +1,235 @@
+//! The worker loop (DESIGN §5): take a batch from a device, run the engine on each frame,
+//! send each output to the device that carries its port. The policy snapshot is looked
+//! at once per batch, so every frame of a batch is judged by one policy.
+//!
+//! `strata replay` is this loop over a capture device, the benchmarks over a memory
+//! device, and the service over the host's interfaces.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::device::{Batch, Device, DeviceError, Received, Transmit};
+use crate::engine::{Engine, Ingress, Outcome, OutputKind, Rx};
+use crate::policy::{CompiledPolicy, PortId, Published};
+use crate::verdict::{Answer, VerdictRecord};
+
+/// Frames per batch.
+pub const BATCH: usize = 64;
+
+/// Sees every frame's outcome, in order (replay writes verdict records; the service
+/// could log).
+pub trait Observer {
+    fn observe(
+        &mut self,
+        index: u64,
+        outcome: &Outcome<'_>,
+        policy: &CompiledPolicy,
+    ) -> Result<(), WorkerError>;
+}
+
+/// Observes nothing.
+impl Observer for () {
+    fn observe(&mut self, _: u64, _: &Outcome<'_>, _: &CompiledPolicy) -> Result<(), WorkerError> {
+        Ok(())
+    }
+}
+
+/// Why the loop stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// An observer could not record an outcome.
+    #[error("{what}: {err}")]
+    Observer {
+        what: &'static str,
+        err: std::io::Error,
+    },
+}
+
+/// A worker: an engine, where its policy comes from, and the batch it receives into.
+pub struct Worker {
+    engine: Engine,
+    source: Option<Published>,
+    batch: Batch,
+    /// Which device carries each port's output (by slot), and the uplink's; recomputed
+    /// for each new snapshot.
+    routes: Vec<Option<usize>>,
+    uplink: Option<usize>,
+    routed_for: u64,
+    /// Frames processed so far (the index of the next one).
+    frames: u64,
+    /// Time spent in the engine call, when measured.
+    engine_time: Option<Duration>,
+}
+
+impl Worker {
+    pub fn new(engine: Engine) -> Worker {
+        Worker {
+            engine,
+            source: None,
+            batch: Batch::new(BATCH),
+            routes: Vec::new(),
+            uplink: None,
+            routed_for: 0,
+            frames: 0,
+            engine_time: None,
+        }
+    }
+
+    /// Follows the snapshots published in `source`.
+    pub fn follow(mut self, source: Published) -> Worker {
+        self.source = Some(source);
+        self
+    }
+
+    /// Measures the time spent in the engine call (replay's rate figure).
+    pub fn timed(mut self) -> Worker {
+        self.engine_time = Some(Duration::ZERO);
+        self
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    pub fn engine_time(&self) -> Option<Duration> {
+        self.engine_time
+    }
+
+    /// Runs until every device is finished, or `stop` is set.
+    pub fn run(
+        &mut self,
+        devices: &mut [&mut dyn Device],
+        observer: &mut dyn Observer,
+        stop: &AtomicBool,
+    ) -> Result<(), WorkerError> {
+        while !stop.load(Ordering::Relaxed) {
+            if !self.poll(devices, observer)? {
+                break;
+            }
+        }
+        for d in devices.iter_mut() {
+            d.flush()?;
+        }
+        Ok(())
+    }
+
+    /// One batch from each device; `false` once every device is finished.
+    pub fn poll(
+        &mut self,
+        devices: &mut [&mut dyn Device],
+        observer: &mut dyn Observer,
+    ) -> Result<bool, WorkerError> {
+        let mut active = false;
+        for i in 0..devices.len() {
+            self.batch.clear();
+            let Some(dev) = devices.get_mut(i) else { break };
+            match dev.recv(&mut self.batch)? {
+                Received::Finished => continue,
+                Received::Idle => {
+                    active = true;
+                    continue;
+                }
+                Received::Frames => active = true,
+            }
+            self.refresh(devices);
+            self.process_batch(devices, observer)?;
+        }
+        Ok(active)
+    }
+
+    /// Installs the newest published snapshot, if it changed, and routes ports to devices.
+    fn refresh(&mut self, devices: &[&mut dyn Device]) {
+        if let Some(src) = &self.source {
+            let current = src.load();
+            if current.serial != self.engine.policy().serial {
+                self.engine.install(current);
+            }
+        }
+        let policy = self.engine.policy();
+        if self.routed_for == policy.serial {
+            return;
+        }
+        let carrier = |port: PortId| devices.iter().position(|d| d.carries(port, policy));
+        self.routes = (0..policy.slots())
+            .map(|s| carrier(PortId::Endpoint(s)))
+            .collect();
+        self.uplink = carrier(PortId::Uplink);
+        self.routed_for = policy.serial;
+    }
+
+    fn process_batch(
+        &mut self,
+        devices: &mut [&mut dyn Device],
+        observer: &mut dyn Observer,
+    ) -> Result<(), WorkerError> {
+        let Worker {
+            engine,
+            batch,
+            routes,
+            uplink,
+            frames,
+            engine_time,
+            ..
+        } = self;
+        // The snapshot does not change within a batch (it is installed between batches):
+        // one handle for the batch names every outcome.
+        let policy = std::sync::Arc::clone(engine.policy());
+        for f in batch.frames() {
+            let rx = Rx {
+                data: &f.data,
+                orig_len: f.orig_len,
+                ts_ns: f.ts_ns,
+                ingress: match (&f.port, &f.interface) {
+                    (Some(p), _) => Ingress::Port(*p),
+                    (None, Some(name)) => Ingress::Named(name),
+                    (None, None) => Ingress::Auto,
+                },
+                link_error: f.link_error,
+            };
+            let index = *frames;
+            *frames += 1;
+            let started = engine_time.is_some().then(Instant::now);
+            let outcome = engine.process(rx);
+            if let (Some(t), Some(s)) = (engine_time.as_mut(), started) {
+                *t += s.elapsed();
+            }
+            observer.observe(index, &outcome, &policy)?;
+            let Some(out) = outcome.output else { continue };
+            let route = match out.port {
+                PortId::Endpoint(s) => routes.get(s).copied().flatten(),
+                PortId::Uplink => *uplink,
+            };
+            let Some(dev) = route.and_then(|d| devices.get_mut(d)) else {
+                continue;
+            };
+            let note = dev.wants_notes().then(|| {
+                let path = VerdictRecord::of(index, &policy, &outcome.verdict).path();
+                match (out.kind, outcome.verdict.answer) {
+                    (OutputKind::Answer, Some(Answer::TooBig { .. })) => {
+                        format!("{path}; answered with ICMP too big")
+                    }
+                    _ => path,
+                }
+            });
+            dev.send(&Transmit {
+                port: out.port,
+                port_name: policy.port_name(out.port),
+                frame: out.frame,
+                orig_len: out.orig_len,
+                ts_ns: f.ts_ns,
+                note: note.as_deref(),
+            })?;
+        }
+        Ok(())
+    }
+}
