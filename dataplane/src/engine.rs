@@ -232,7 +232,13 @@ impl Engine {
     ) -> Option<Output<'a>> {
         self.answer.clear();
         match answer {
-            Answer::Arp(reply) => self.answer.extend_from_slice(&reply),
+            Answer::Arp(mac) => {
+                let FrameKind::Arp(request) = p.kind else {
+                    return None;
+                };
+                self.answer
+                    .extend_from_slice(&crate::switch::arp_reply(&request, mac));
+            }
             Answer::TooBig { mtu } => {
                 let gateway = self.policy.gateway_of(v.ingress)?;
                 let icmp = bytes::icmp_too_big(frame, p, mtu, self.policy.uplink.mac, gateway)?;

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use serde::Serialize;
-use strata_rules::model::Direction;
+use strata_rules::model::{Direction, Mac};
 
 use crate::drop::DropReason;
 use crate::policy::{CompiledPolicy, Decision, PortId};
@@ -13,8 +13,9 @@ use crate::transpose::{InnerRewrite, Transposition};
 /// Something the switch itself sends back to the ingress port.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Answer {
-    /// The ARP reply frame for a proxied request.
-    Arp([u8; 42]),
+    /// A proxied ARP request, answered with this MAC (the reply frame is built from the
+    /// request when the frame leaves: a verdict stays small).
+    Arp(Mac),
     /// ICMP "fragmentation needed" / "packet too big" with this MTU, to the sender.
     TooBig { mtu: u16 },
 }
@@ -155,5 +156,17 @@ impl<W: Write> crate::worker::Observer for VerdictLog<W> {
                 what: "verdicts",
                 err,
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A verdict is copied on every packet: keep it small.
+    #[test]
+    fn a_verdict_stays_small() {
+        let size = std::mem::size_of::<Verdict>();
+        assert!(size <= 256, "Verdict is {size} bytes");
     }
 }

@@ -56,6 +56,8 @@ pub struct Worker {
     /// for each new snapshot.
     routes: Vec<Option<usize>>,
     uplink: Option<usize>,
+    /// Which devices want verdict notes with what they send.
+    notes: Vec<bool>,
     routed_for: u64,
     /// Frames processed so far (the index of the next one).
     frames: u64,
@@ -71,6 +73,7 @@ impl Worker {
             batch: Batch::new(BATCH),
             routes: Vec::new(),
             uplink: None,
+            notes: Vec::new(),
             routed_for: 0,
             frames: 0,
             engine_time: None,
@@ -164,6 +167,7 @@ impl Worker {
             .map(|s| carrier(PortId::Endpoint(s)))
             .collect();
         self.uplink = carrier(PortId::Uplink);
+        self.notes = devices.iter().map(|d| d.wants_notes()).collect();
         self.routed_for = policy.serial;
     }
 
@@ -177,6 +181,7 @@ impl Worker {
             batch,
             routes,
             uplink,
+            notes,
             frames,
             engine_time,
             ..
@@ -209,10 +214,12 @@ impl Worker {
                 PortId::Endpoint(s) => routes.get(s).copied().flatten(),
                 PortId::Uplink => *uplink,
             };
-            let Some(dev) = route.and_then(|d| devices.get_mut(d)) else {
+            let Some(d) = route else { continue };
+            let wants_notes = notes.get(d).copied().unwrap_or(false);
+            let Some(dev) = devices.get_mut(d) else {
                 continue;
             };
-            let note = dev.wants_notes().then(|| {
+            let note = wants_notes.then(|| {
                 let path = VerdictRecord::of(index, &policy, &outcome.verdict).path();
                 match (out.kind, outcome.verdict.answer) {
                     (OutputKind::Answer, Some(Answer::TooBig { .. })) => {

@@ -51,7 +51,7 @@ impl Switch<'_> {
         {
             self.state.stats.arp_replies += 1;
             return Verdict {
-                answer: Some(Answer::Arp(arp_reply(arp, mac))),
+                answer: Some(Answer::Arp(mac)),
                 ..Verdict::forward(ingress, direction, ingress)
             };
         }
