@@ -1,15 +1,17 @@
 //! Arbitrary bytes as a capture, replayed through the bundled example policy (NAT, port
-//! mappings, overlay): the whole packet path — parse, VXLAN and ICMP-error handling,
-//! connections, NAT, delivery, byte rewrites — must never panic, and must give one
-//! verdict per record.
+//! mappings, overlay) by the worker loop over a capture device — what `strata replay`
+//! runs: the whole packet path (parse, VXLAN and ICMP-error handling, connections, NAT,
+//! delivery, byte rewrites) must never panic, and must give one verdict per record.
 #![no_main]
 
 use std::sync::OnceLock;
+use std::sync::atomic::AtomicBool;
 
 use libfuzzer_sys::fuzz_target;
-use strata_control::replay::{Outputs, replay};
-use strata_dataplane::Switch;
+use strata_dataplane::Engine;
 use strata_dataplane::capture::CaptureReader;
+use strata_dataplane::device::capture::CaptureDevice;
+use strata_dataplane::worker::Worker;
 use strata_rules::Policy;
 
 fn policy() -> &'static Policy {
@@ -27,9 +29,9 @@ fuzz_target!(|data: &[u8]| {
     let records = CaptureReader::from_bytes(data.to_vec())
         .map(|r| r.take_while(|f| f.is_ok()).count())
         .unwrap_or(0);
-    let mut sw = Switch::new(policy().clone());
-    let mut out = Outputs::default();
-    if let Ok(summary) = replay(&mut sw, reader, &mut out) {
-        assert_eq!(summary.packets as usize, records);
+    let mut worker = Worker::new(Engine::for_policy(policy()));
+    let mut device = CaptureDevice::new(reader, None);
+    if worker.run(&mut [&mut device], &mut (), &AtomicBool::new(false)).is_ok() {
+        assert_eq!(worker.engine().stats().packets as usize, records);
     }
 });

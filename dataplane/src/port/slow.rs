@@ -38,6 +38,15 @@ fn reply_rewrite(
     }
 }
 
+/// What opening a connection came to.
+enum Opened {
+    /// Recorded: the flow is cached with this action and rewrite.
+    Recorded(CachedAction, Transposition),
+    /// Nothing recorded, nothing cached: a RST (which opens nothing, so the next packet
+    /// may open the connection), or a full connection table.
+    Uncached(Traversal),
+}
+
 /// Gives back a SNAT port this evaluation allocated and will not use.
 fn release_fresh(nat: &mut NatState, ev: &Evaluation) {
     if ev.fresh_snat {
@@ -86,8 +95,8 @@ impl PortPath<'_> {
         let (action, rewrite) = match (ev.allowed && ev.stateful, existing, key) {
             (true, Some(c), _) => self.continue_connection(c, &ev, m, now, nat),
             (true, None, Some(k)) => match self.open_connection(k, dir, &ev, m, now, nat) {
-                Ok(done) => done,
-                Err(t) => return t,
+                Opened::Recorded(action, rewrite) => (action, rewrite),
+                Opened::Uncached(t) => return t,
             },
             (_, existing, _) => {
                 if let Some(c) = existing {
@@ -178,9 +187,7 @@ impl PortPath<'_> {
         (action, rewrite)
     }
 
-    /// Records a new connection for an allowed stateful first packet. `Err` is the
-    /// traversal to return without caching: a RST (which opens nothing, so the next
-    /// packet may open the connection), or a full connection table.
+    /// Records a new connection for an allowed stateful first packet.
     fn open_connection(
         &mut self,
         k: ConnKey,
@@ -189,10 +196,10 @@ impl PortPath<'_> {
         m: &PacketMeta,
         now: u64,
         nat: &mut NatState,
-    ) -> Result<(CachedAction, Transposition), Traversal> {
+    ) -> Opened {
         if m.fields.protocol == proto::TCP && m.tcp_flags & tcp_flags::RST != 0 {
             release_fresh(nat, ev);
-            return Err(Traversal::allow(ev.decided, ev.rewrite));
+            return Opened::Uncached(Traversal::allow(ev.decided, ev.rewrite));
         }
         let exit_key = conn_key(&ev.out, ev.out_icmp_id).unwrap_or(k);
         let conn = Connection {
@@ -210,7 +217,7 @@ impl PortPath<'_> {
         };
         let Ok(c) = self.state.conns.insert(conn, now) else {
             release_fresh(nat, ev);
-            return Err(Traversal::drop(DropReason::ConnectionTableFull, ev.decided));
+            return Opened::Uncached(Traversal::drop(DropReason::ConnectionTableFull, ev.decided));
         };
         if let Some(b) = ev.bindings.snat {
             nat.owners.insert(b, (self.slot, c));
@@ -221,7 +228,7 @@ impl PortPath<'_> {
             conn: Some(c),
             decided: ev.decided,
         };
-        Ok((action, ev.rewrite))
+        Opened::Recorded(action, ev.rewrite)
     }
 
     fn cache(
