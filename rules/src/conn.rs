@@ -224,3 +224,21 @@ impl Rewrite {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_state_machine() {
+        let s = tcp_initial(tcp_flags::SYN);
+        assert_eq!(s, TcpState::SynSent);
+        let s = tcp_next(s, tcp_flags::SYN | tcp_flags::ACK, false).unwrap();
+        assert_eq!(s, TcpState::Established);
+        let s = tcp_next(s, tcp_flags::FIN | tcp_flags::ACK, true).unwrap();
+        assert_eq!(idle_timeout(proto::TCP, s), timeouts::TCP_ESTABLISHED);
+        let s = tcp_next(s, tcp_flags::FIN | tcp_flags::ACK, false).unwrap();
+        assert_eq!(idle_timeout(proto::TCP, s), timeouts::TCP_TRANSITORY);
+        assert!(tcp_next(s, tcp_flags::RST, true).is_none());
+    }
+}

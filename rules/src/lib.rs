@@ -6,7 +6,7 @@
 //! - [`maglev`]: Maglev consistent hashing, the load balancer's choice of backend.
 //! - [`model`]: the object model of DESIGN §2 (ports, layers, groups, rules, conditions,
 //!   actions, defaults).
-//! - [`reference`]: the reference evaluator, the executable spec of DESIGN §2. Slow and
+//! - [`reference`](mod@reference): the reference evaluator, the executable spec of DESIGN §2. Slow and
 //!   obviously correct; every fast path is tested against it. A leaf: only tests and
 //!   tools use it, the engine never does.
 //! - [`classifier`]: compiled classifiers that select a group's best rule quickly;

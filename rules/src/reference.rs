@@ -18,7 +18,7 @@
 //! Connections ("stateful"): a traversal that is allowed, where some layer's decision was
 //! stateful (a stateful rule, or a default allow), records a connection on that port. A
 //! packet in the other direction whose [`ConnKey`] is the reverse of a recorded one is
-//! accepted without rule evaluation. Connections expire after [`timeouts`] of idleness;
+//! accepted without rule evaluation. Connections expire after [`crate::conn::timeouts`] of idleness;
 //! a TCP RST ends one after it passes. When the policy changes (the generation bumps) a
 //! connection is re-validated on its next packet: the original packet is evaluated against
 //! the new policy, and if that is no longer a stateful allow the connection is cut.
@@ -591,7 +591,6 @@ fn drop_verdict(reason: Option<&'static str>, d: Option<DecisionNames>) -> RefVe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn::timeouts;
     use crate::model::*;
 
     fn fields(src: &str, dst: &str, protocol: u8, sp: u16, dp: u16) -> Fields {
@@ -702,18 +701,5 @@ mod tests {
                 .action
                 .is_block()
         );
-    }
-
-    #[test]
-    fn tcp_state_machine() {
-        let s = tcp_initial(tcp_flags::SYN);
-        assert_eq!(s, TcpState::SynSent);
-        let s = tcp_next(s, tcp_flags::SYN | tcp_flags::ACK, false).unwrap();
-        assert_eq!(s, TcpState::Established);
-        let s = tcp_next(s, tcp_flags::FIN | tcp_flags::ACK, true).unwrap();
-        assert_eq!(idle_timeout(proto::TCP, s), timeouts::TCP_ESTABLISHED);
-        let s = tcp_next(s, tcp_flags::FIN | tcp_flags::ACK, false).unwrap();
-        assert_eq!(idle_timeout(proto::TCP, s), timeouts::TCP_TRANSITORY);
-        assert!(tcp_next(s, tcp_flags::RST, true).is_none());
     }
 }

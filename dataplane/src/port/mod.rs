@@ -4,11 +4,11 @@
 //! The fast path answers only when the cached entry provably gives the slow path's
 //! answer: same header fields, same port generation, its connection still alive.
 //!
-//! - [`evaluate`]: the layers in traversal order, each action's effect on the packet;
-//! - [`fast`]: a flow-table hit;
-//! - [`slow`]: a connection's reply, or an evaluation that records a connection and
+//! - `evaluate`: the layers in traversal order, each action's effect on the packet;
+//! - `fast`: a flow-table hit;
+//! - `slow`: a connection's reply, or an evaluation that records a connection and
 //!   caches the flow;
-//! - [`related`]: ICMP errors about a connection, translated with it.
+//! - `related`: ICMP errors about a connection, translated with it.
 
 mod evaluate;
 mod fast;

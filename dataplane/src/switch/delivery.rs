@@ -8,7 +8,7 @@
 //! - `l2bridge`: the container MAC becomes the host MAC on egress, and back by IP on
 //!   ingress;
 //! - `l2tunnel`: everything an endpoint sends goes to the uplink, where policy applies;
-//! - `overlay`: see [`super::overlay`];
+//! - `overlay`: see the `overlay` module;
 //! - a network's VLAN is pushed on the uplink and must match (and is popped) on ingress.
 
 use strata_rules::model::{Driver, proto};

@@ -4,9 +4,9 @@
 //! the worker's state for one frame.
 //!
 //! - [`classify`]: what a frame is to the switch (IP, ARP, VXLAN, neither);
-//! - [`delivery`]: where a packet goes after the sender's layers, per network driver;
-//! - [`overlay`]: VXLAN encapsulation to remote hosts and decapsulation from them;
-//! - [`arp`]: proxy ARP, the switch's own answers.
+//! - `delivery`: where a packet goes after the sender's layers, per network driver;
+//! - `overlay`: VXLAN encapsulation to remote hosts and decapsulation from them;
+//! - `arp`: proxy ARP, the switch's own answers.
 //!
 //! Each frame has at most one output port: flooding is not modelled.
 
