@@ -25,10 +25,17 @@ pub enum DropReason {
     VlanMismatch,
     /// Larger than the uplink MTU after encapsulation.
     TooBig,
+    /// A source the sender may not use: an endpoint posing as another (MAC or address),
+    /// or the uplink claiming the address of a container the outside cannot reach.
+    SpoofedSource,
+    /// From the uplink to an endpoint its network does not expose to the outside: a NAT
+    /// network's containers are reached only through port mappings and replies, an
+    /// overlay's only encapsulated.
+    NotExposed,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Parse,
         DropReason::Unsupported,
         DropReason::Acl,
@@ -39,6 +46,8 @@ impl DropReason {
         DropReason::VniMismatch,
         DropReason::VlanMismatch,
         DropReason::TooBig,
+        DropReason::SpoofedSource,
+        DropReason::NotExposed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +62,8 @@ impl DropReason {
             DropReason::VniMismatch => "vni-mismatch",
             DropReason::VlanMismatch => "vlan-mismatch",
             DropReason::TooBig => "too-big",
+            DropReason::SpoofedSource => "spoofed-source",
+            DropReason::NotExposed => "not-exposed",
         }
     }
 

@@ -281,14 +281,24 @@ fn packet() -> impl Strategy<Value = RefPacket> {
             tcp_flags::RST,
         ]),
         (0u16..3, prop::sample::select(vec![0u8, 3, 8, 128, 129])),
+        prop::bool::weighted(0.85),
     )
         .prop_map(
-            |(v6, s4, d4, s6, d6, protocol, sp, dp, (sm, dm), flags, (id, ty))| {
-                let (src_ip, dst_ip) = if v6 {
+            |(v6, s4, d4, s6, d6, protocol, sp, dp, (sm, dm), flags, (id, ty), own)| {
+                let (mut src_ip, dst_ip) = if v6 {
                     (ip(V6[s6]), ip(V6[d6]))
                 } else {
                     (ip(V4[s4]), ip(V4[d4]))
                 };
+                // An endpoint (MACs 1..=3) mostly sends as itself (its address, or
+                // IPv6 link-local); sometimes it tries another's (spoofed-source).
+                if own && (1..=3).contains(&sm) {
+                    src_ip = match (v6, sm) {
+                        (false, _) => ip(V4[usize::from(sm) - 1]),
+                        (true, 3) => ip(V6[1]),
+                        (true, _) => ip("fe80::1"),
+                    };
+                }
                 let icmp = proto::is_icmp(protocol).then_some((ty, 0));
                 let (src_port, dst_port) = if proto::has_ports(protocol) {
                     (PORTS[sp], PORTS[dp])

@@ -62,6 +62,24 @@ pub fn is_icmp_echo(protocol: u8, icmp_type: u8) -> bool {
     )
 }
 
+/// Whether a packet with ICMP `(type, code)` `icmp` answers a connection opened by a
+/// packet with `opened_by`: for ICMP echo, only the other echo type does (a request is
+/// answered by a reply, never by another request reusing the identifier); for anything
+/// else, any packet of the reverse key does.
+pub fn answers(protocol: u8, opened_by: Option<(u8, u8)>, icmp: Option<(u8, u8)>) -> bool {
+    let counterpart = |t: u8| match (protocol, t) {
+        (proto::ICMP, 8) => Some(0),
+        (proto::ICMP, 0) => Some(8),
+        (proto::ICMPV6, 128) => Some(129),
+        (proto::ICMPV6, 129) => Some(128),
+        _ => None,
+    };
+    match (opened_by, icmp) {
+        (Some((o, _)), Some((t, _))) if is_icmp_echo(protocol, o) => counterpart(o) == Some(t),
+        _ => true,
+    }
+}
+
 /// The connection key of a packet, or `None` if it can't belong to a connection.
 pub fn conn_key(f: &Fields, icmp_id: Option<u16>) -> Option<ConnKey> {
     let (src_port, dst_port) = match f.icmp {
@@ -228,6 +246,15 @@ impl Rewrite {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_other_echo_type_answers_an_echo() {
+        assert!(answers(proto::ICMP, Some((8, 0)), Some((0, 0))));
+        assert!(!answers(proto::ICMP, Some((8, 0)), Some((8, 0))));
+        assert!(answers(proto::ICMPV6, Some((128, 0)), Some((129, 0))));
+        assert!(!answers(proto::ICMPV6, Some((128, 0)), Some((128, 0))));
+        assert!(answers(proto::TCP, None, None));
+    }
 
     #[test]
     fn tcp_state_machine() {

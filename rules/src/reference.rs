@@ -6,6 +6,8 @@
 //! every packet sequence; property tests hold it to that. Change semantics here first.
 //!
 //! What it decides, for one frame entering the switch:
+//! 0. whether the sender may use its source (`crate::source`): an endpoint only its own
+//!    MAC and addresses, the uplink no address of a container hidden from outside;
 //! 1. the ingress port (the caller says which) and, for IP packets, the sender's layers
 //!    outbound (top to bottom), unless the packet replies to a connection that port
 //!    recorded;
@@ -26,7 +28,7 @@
 use std::net::IpAddr;
 
 use crate::conn::{
-    ConnKey, Rewrite, TcpState, conn_key, idle_timeout, tcp_flags, tcp_initial, tcp_next,
+    ConnKey, Rewrite, TcpState, answers, conn_key, idle_timeout, tcp_flags, tcp_initial, tcp_next,
 };
 use crate::decision::{DecidedBy, DecisionNames};
 use crate::model::{Action, Direction, Fields, Layer, Policy, Port, proto};
@@ -265,6 +267,8 @@ struct RefConn {
     /// The packet that opened (or last re-validated) the connection, for re-validation.
     orig_fields: Fields,
     orig_icmp_id: Option<u16>,
+    /// The ICMP type and code of the packet that opened it (echo: which type answers).
+    opened_by: Option<(u8, u8)>,
     rewrite: Rewrite,
     reply: Rewrite,
     bindings: RefBindings,
@@ -367,7 +371,10 @@ impl RefSwitch {
         // back, once the connection is known to hold under the current policy.
         if let Some(k) = key
             && let Some(i) = self.find(now, |c| {
-                c.port == port && c.orig_dir == dir.reverse() && c.exit_key == k.reverse()
+                c.port == port
+                    && c.orig_dir == dir.reverse()
+                    && c.exit_key == k.reverse()
+                    && answers(f.protocol, c.opened_by, f.icmp)
             })
         {
             let c = &self.conns[i];
@@ -454,6 +461,7 @@ impl RefSwitch {
                         exit_key,
                         orig_fields: f,
                         orig_icmp_id: id,
+                        opened_by: f.icmp,
                         rewrite: d.rewrite,
                         reply: Rewrite::reply_of(&f, id, &d.out, d.out_icmp_id),
                         bindings: d.bindings,
@@ -516,10 +524,31 @@ impl RefSwitch {
         })
     }
 
+    /// Whether the endpoint at `i` is on a network the outside cannot reach directly.
+    fn hidden(&self, i: usize) -> bool {
+        let net = self
+            .policy
+            .ports
+            .get(i)
+            .and_then(|p| self.policy.network(&p.network));
+        net.is_some_and(|n| crate::source::hidden_from_outside(n.driver))
+    }
+
     /// Processes one IP packet entering at `in_port` (`None` = the uplink).
     pub fn process(&mut self, in_port: Option<usize>, pkt: &RefPacket) -> RefVerdict {
         let now = self.clock.max(pkt.ts_ns);
         self.clock = now;
+        // Source validation: an endpoint sends only as itself; the outside does not pose
+        // as a container it cannot reach.
+        let spoofed = match in_port {
+            Some(p) => !crate::source::endpoint_may_send(&self.policy.ports[p], &pkt.fields),
+            None => self
+                .owner_of(pkt.fields.src_ip)
+                .is_some_and(|i| self.hidden(i)),
+        };
+        if spoofed {
+            return drop_verdict(Some("spoofed-source"), None);
+        }
         let mut pkt = RefPacket { ts_ns: now, ..*pkt };
         let mut decided = None;
         if let Some(p) = in_port {
@@ -532,6 +561,17 @@ impl RefSwitch {
             pkt.icmp_id = out.icmp_id;
         }
         let f = pkt.fields;
+        if in_port.is_none() {
+            let direct = self
+                .policy
+                .ports
+                .iter()
+                .position(|q| q.mac == f.dst_mac)
+                .or_else(|| self.owner_of(f.dst_ip));
+            if direct.is_some_and(|i| self.hidden(i)) {
+                return drop_verdict(Some("not-exposed"), None);
+            }
+        }
         // Bridged when the destination MAC is the endpoint's; routed through the gateway
         // (destination MAC the endpoint's, source MAC the host's) when found by IP, or by
         // a NAT binding or port mapping of a host address.

@@ -5,7 +5,7 @@
 //! The outcome is cached in the flow table under the flow's key.
 
 use smallvec::SmallVec;
-use strata_rules::conn::{ConnKey, Rewrite, conn_key, tcp_flags, tcp_initial};
+use strata_rules::conn::{ConnKey, Rewrite, answers, conn_key, tcp_flags, tcp_initial};
 use strata_rules::model::{Direction, Fields, proto};
 
 use super::evaluate::{Evaluation, evaluate};
@@ -69,6 +69,11 @@ impl PortPath<'_> {
         let key = m.conn_key();
         if let Some(k) = key
             && let Some(c) = self.state.conns.lookup_reply(dir, k, now)
+            && self
+                .state
+                .conns
+                .get(c)
+                .is_some_and(|conn| answers(m.fields.protocol, conn.opened_by, m.fields.icmp))
         {
             if let Some(t) = self.reply(c, fk, m, now) {
                 return t;
@@ -211,6 +216,7 @@ impl PortPath<'_> {
             bindings: ev.bindings,
             orig_fields: m.fields,
             orig_icmp_id: m.icmp_id,
+            opened_by: m.fields.icmp,
             tcp: tcp_initial(m.tcp_flags),
             last_seen: now,
             generation: self.port.generation,

@@ -49,6 +49,8 @@ pub struct Connection {
     /// changes.
     pub orig_fields: Fields,
     pub orig_icmp_id: Option<u16>,
+    /// The ICMP type and code of the packet that opened it (echo: which type answers).
+    pub opened_by: Option<(u8, u8)>,
     pub tcp: TcpState,
     pub last_seen: u64,
     /// The port generation under which it was last validated.

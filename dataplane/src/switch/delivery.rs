@@ -12,6 +12,7 @@
 //! - a network's VLAN is pushed on the uplink and must match (and is popped) on ingress.
 
 use strata_rules::model::{Driver, proto};
+use strata_rules::source::hidden_from_outside;
 
 use super::{Route, Switch};
 use crate::drop::DropReason;
@@ -42,6 +43,13 @@ impl Switch<'_> {
             return self.policy.mapping(protocol, port);
         }
         None
+    }
+
+    /// Whether endpoint `q`'s network hides it from the outside.
+    pub(super) fn hidden(&self, q: usize) -> bool {
+        self.policy
+            .network_of(q)
+            .is_some_and(|n| hidden_from_outside(n.driver))
     }
 
     /// The rewrite of a packet routed (not bridged) to endpoint `q`.
@@ -117,6 +125,15 @@ impl Switch<'_> {
     /// Where a packet from the uplink goes.
     pub(super) fn route_from_uplink(&mut self, m: &PacketMeta, now: u64) -> Route {
         let f = m.fields;
+        let direct = self
+            .policy
+            .slot_of_mac(&f.dst_mac)
+            .or_else(|| self.policy.slot_of_ip(&f.dst_ip));
+        if direct.is_some_and(|q| self.hidden(q)) {
+            // A NAT network is reached from outside only through the host's addresses
+            // (port mappings, replies of its connections); an overlay only encapsulated.
+            return Route::Drop(DropReason::NotExposed);
+        }
         let (q, mut t) = if let Some(q) = self.policy.slot_of_mac(&f.dst_mac) {
             (q, Transposition::NONE)
         } else if let Some(q) = self.policy.slot_of_ip(&f.dst_ip) {

@@ -6,7 +6,8 @@
 //! - [`classify`]: what a frame is to the switch (IP, ARP, VXLAN, neither);
 //! - `delivery`: where a packet goes after the sender's layers, per network driver;
 //! - `overlay`: VXLAN encapsulation to remote hosts and decapsulation from them;
-//! - `arp`: proxy ARP, the switch's own answers.
+//! - `arp`: proxy ARP, the switch's own answers;
+//! - `source`: source validation — nobody poses as an endpoint it is not.
 //!
 //! Each frame has at most one output port: flooding is not modelled.
 
@@ -14,6 +15,7 @@ mod arp;
 pub mod classify;
 mod delivery;
 mod overlay;
+mod source;
 
 use strata_rules::model::Direction;
 
@@ -56,6 +58,11 @@ impl Switch<'_> {
             PortId::Endpoint(_) => Direction::Out,
             PortId::Uplink => Direction::In,
         };
+        if let Some(reason) = self.spoofed(ingress, frame) {
+            let v = Verdict::drop(ingress, direction, reason);
+            self.state.stats.count(v.drop);
+            return v;
+        }
         let v = match frame {
             FrameInfo::Malformed => Verdict::drop(ingress, direction, DropReason::Parse),
             FrameInfo::Unsupported => Verdict::drop(ingress, direction, DropReason::Unsupported),
