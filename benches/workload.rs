@@ -53,12 +53,14 @@ pub fn policy() -> Policy {
     strata_rules::policy::load(POLICY, "workload.toml").unwrap_or_default()
 }
 
-/// The same frames as mk-udp64-pcap.py: flow i is 198.18.(i)→198.19.(7i), UDP 1024+i → 53.
+/// Frames shaped like mk-udp64-pcap.py's (64-byte Ethernet/IPv4/UDP): flow i is
+/// 198.18.255.1 (the endpoint, which may send only from its own address) → 198.19.(7i),
+/// UDP 1024+i → 53.
 pub fn frames(n: u32) -> Vec<Vec<u8>> {
     (0..n)
         .map(|i| {
             let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
-            let src = 0xC612_0000u32 | (i & 0xFFFF);
+            let src = 0xC612_FF01u32; // 198.18.255.1, the endpoint's address
             let dst = 0xC613_0000u32 | ((i.wrapping_mul(7)) & 0xFFFF);
             let mut ip = vec![0x45, 0, 0, 46];
             ip.extend_from_slice(&(i as u16).to_be_bytes());

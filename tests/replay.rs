@@ -48,9 +48,9 @@ fn bundled_example_verdicts_summary_and_pcapng() {
     assert_eq!(got.lines().count(), want.lines().count());
 
     for expected in [
-        "packets             26",
+        "packets             29",
         "forwarded           18",
-        "dropped              8",
+        "dropped             11",
         "  parse                      1",
         "  unsupported                1",
         "  acl                        2",
@@ -58,6 +58,8 @@ fn bundled_example_verdicts_summary_and_pcapng() {
         "  no-route                   1",
         "  vni-mismatch               1",
         "  too-big                    1",
+        "  spoofed-source             2",
+        "  not-exposed                1",
         "arp replies          1",
     ] {
         assert!(
@@ -246,6 +248,6 @@ fn hns_json_policy_replays_like_its_toml_twin() {
         std::fs::read_to_string(a).unwrap(),
         std::fs::read_to_string(b).unwrap(),
     );
-    assert_eq!(a.lines().count(), 26);
+    assert_eq!(a.lines().count(), 29);
     assert_eq!(a, b);
 }
