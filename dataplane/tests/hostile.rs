@@ -1,0 +1,159 @@
+//! Hostile traffic, one test per defect found by probing the engine as an attacker would
+//! (issue "Hostile traffic"): each builds its frames, runs them through the engine call
+//! and asserts the verdicts (and, where it matters, what leaves).
+
+use std::net::IpAddr;
+
+use strata_dataplane::engine::{Engine, Ingress, Rx};
+use strata_dataplane::packet::{self, testutil as tu};
+use strata_rules::conn::tcp_flags::{ACK, RST, SYN};
+
+const EXAMPLE: &str = include_str!("../../examples/policy.toml");
+const HOST_MAC: &str = "02:00:00:00:00:01";
+const OUTSIDE_MAC: &str = "02:00:00:00:00:fe";
+const PEER: &str = "198.19.0.100";
+const WEB: (&str, &str) = ("00:15:5d:01:01:0a", "198.18.1.10");
+const DB: (&str, &str) = ("00:15:5d:01:01:0b", "198.18.1.11");
+const CLIENT: (&str, &str) = ("00:15:5d:01:01:0c", "198.18.1.12");
+
+fn engine(text: &str) -> Engine {
+    Engine::for_policy(&strata_rules::policy::load(text, "p.toml").unwrap_or_else(|e| panic!("{e}")))
+}
+
+fn v4(s: &str) -> [u8; 4] {
+    match s.parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) => a.octets(),
+        _ => panic!("an IPv4 address: {s}"),
+    }
+}
+
+fn mac(s: &str) -> [u8; 6] {
+    s.parse::<strata_rules::Mac>().expect("a MAC").0
+}
+
+/// An Ethernet/IPv4 frame with `l4` of `protocol`.
+fn frame(src: (&str, &str), dst: (&str, &str), protocol: u8, l4: &[u8]) -> Vec<u8> {
+    let ip = tu::ipv4_full(protocol, v4(src.1), v4(dst.1), &[], 0, l4);
+    let mut f = tu::eth(0x0800, &[], &ip);
+    f[0..6].copy_from_slice(&mac(dst.0));
+    f[6..12].copy_from_slice(&mac(src.0));
+    f
+}
+
+fn tcp(src: (&str, &str, u16), dst: (&str, &str, u16), flags: u8) -> Vec<u8> {
+    frame((src.0, src.1), (dst.0, dst.1), 6, &tu::tcp(src.2, dst.2, flags, &[], b""))
+}
+
+fn udp(src: (&str, &str, u16), dst: (&str, &str, u16)) -> Vec<u8> {
+    frame((src.0, src.1), (dst.0, dst.1), 17, &tu::udp(src.2, dst.2, b"hi"))
+}
+
+fn ping(src: (&str, &str), dst: (&str, &str), icmp_type: u8, id: u16) -> Vec<u8> {
+    let id = id.to_be_bytes();
+    frame(src, dst, 1, &tu::icmp(icmp_type, 0, &[id[0], id[1], 0, 1]))
+}
+
+/// What became of a frame: the port it left by (or the drop reason), and what left.
+struct Seen {
+    out: Option<String>,
+    reason: Option<&'static str>,
+    left: Option<packet::Parsed>,
+}
+
+fn send_at(e: &mut Engine, ingress: Ingress<'_>, f: &[u8], t: u64) -> Seen {
+    let policy = std::sync::Arc::clone(e.policy());
+    let o = e.process(Rx {
+        ingress,
+        ..Rx::frame(f, t)
+    });
+    Seen {
+        out: o.output.map(|o| policy.port_name(o.port).to_string()),
+        reason: o.verdict.drop.map(|r| r.as_str()),
+        left: o.output.and_then(|o| packet::parse(o.frame).ok()),
+    }
+}
+
+fn send(e: &mut Engine, f: &[u8], t: u64) -> Seen {
+    send_at(e, Ingress::Auto, f, t)
+}
+
+const MS: u64 = 1_000_000;
+
+#[test]
+fn the_outside_reaches_a_nat_container_only_through_port_mappings() {
+    let mut e = engine(EXAMPLE);
+    let outside = (OUTSIDE_MAC, PEER);
+    for (what, f) in [
+        ("tcp", tcp((OUTSIDE_MAC, PEER, 40000), (WEB.0, WEB.1, 80), SYN)),
+        ("udp", udp((OUTSIDE_MAC, PEER, 40000), (WEB.0, WEB.1, 9999))),
+        ("icmp", ping(outside, WEB, 8, 7)),
+        // Addressed through the host's MAC, by the private IP: routed, still refused.
+        ("tcp via the host", tcp((OUTSIDE_MAC, PEER, 40001), (HOST_MAC, WEB.1, 80), SYN)),
+    ] {
+        let s = send(&mut e, &f, MS);
+        assert_eq!((s.out, s.reason), (None, Some("not-exposed")), "{what}");
+    }
+    // The port mapping is the way in, and web's answer leaves as the host's address.
+    let s = send(&mut e, &tcp((OUTSIDE_MAC, PEER, 40002), (HOST_MAC, "198.19.0.10", 8080), SYN), 2 * MS);
+    assert_eq!(s.out.as_deref(), Some("web"));
+    let s = send(&mut e, &tcp((WEB.0, WEB.1, 80), (HOST_MAC, PEER, 40002), SYN | ACK), 3 * MS);
+    let left = s.left.expect("web's answer leaves");
+    assert_eq!((s.out.as_deref(), left.fields.src_ip.to_string(), left.fields.src_port), (Some("uplink"), "198.19.0.10".into(), 8080));
+    // Anything web sends outside leaves SNATed, never from its private address.
+    let s = send(&mut e, &udp((WEB.0, WEB.1, 5353), (HOST_MAC, PEER, 53)), 4 * MS);
+    assert_eq!(s.left.map(|p| p.fields.src_ip.to_string()).as_deref(), Some("198.19.0.10"));
+}
+
+#[test]
+fn nobody_poses_as_an_endpoint() {
+    let mut e = engine(EXAMPLE);
+    // client, with its own MAC, poses as web to pass db's `allow-web-pg`.
+    let s = send(&mut e, &tcp((CLIENT.0, WEB.1, 50000), (DB.0, DB.1, 5432), SYN), MS);
+    assert_eq!(s.reason, Some("spoofed-source"));
+    // client takes web's MAC too: the port it entered by (its interface) gives it away.
+    let f = tcp((WEB.0, WEB.1, 50000), (DB.0, DB.1, 5432), SYN);
+    assert_eq!(send_at(&mut e, Ingress::Named("client"), &f, 2 * MS).reason, Some("spoofed-source"));
+    // The real web passes.
+    assert_eq!(send(&mut e, &f, 3 * MS).out.as_deref(), Some("db"));
+    // The outside claims web's address (to reach it, or anything else).
+    let s = send(&mut e, &udp((OUTSIDE_MAC, WEB.1, 5000), (HOST_MAC, "198.19.0.10", 8080)), 4 * MS);
+    assert_eq!(s.reason, Some("spoofed-source"));
+    // What protocols need before an address is known still passes: DHCP from 0.0.0.0.
+    let dhcp = udp((CLIENT.0, "0.0.0.0", 68), ("ff:ff:ff:ff:ff:ff", "255.255.255.255", 67));
+    assert_eq!(send(&mut e, &dhcp, 5 * MS).reason, None);
+    // ARP: client may not claim web's address.
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&mac(CLIENT.0));
+    arp.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&mac(CLIENT.0));
+    arp.extend_from_slice(&v4(WEB.1));
+    arp.extend_from_slice(&[0; 6]);
+    arp.extend_from_slice(&v4("198.18.1.1"));
+    assert_eq!(send(&mut e, &arp, 6 * MS).reason, Some("spoofed-source"));
+}
+
+#[test]
+fn an_echo_request_is_never_taken_for_the_reply_of_ones_own_ping() {
+    // `e` blocks all inbound ICMP; it may ping out.
+    let text = format!(
+        "{}\n[[endpoint.acl]]\nid = \"no-icmp-in\"\naction = \"block\"\ndirection = \"in\"\nprotocols = [\"icmp\"]\npriority = 100\n",
+        EXAMPLE
+            .split("[[endpoint]]")
+            .next()
+            .map(|h| format!("{h}[[endpoint]]\nname = \"e\"\nnetwork = \"nat\"\nmac = \"{}\"\nipv4 = \"{}\"", CLIENT.0, CLIENT.1))
+            .unwrap_or_default()
+    );
+    let mut e = engine(&text);
+    let host = (HOST_MAC, "198.19.0.10");
+    let s = send(&mut e, &ping(CLIENT, (HOST_MAC, PEER), 8, 7), MS);
+    assert_eq!(s.out.as_deref(), Some("uplink"));
+    let id = s.left.and_then(|p| p.icmp_id).expect("the request leaves with an identifier");
+    // The reply comes back.
+    assert_eq!(send(&mut e, &ping((OUTSIDE_MAC, PEER), host, 0, id), 2 * MS).out.as_deref(), Some("e"));
+    // A request reusing the identifier is unsolicited inbound ICMP: blocked.
+    let s = send(&mut e, &ping((OUTSIDE_MAC, PEER), host, 8, id), 3 * MS);
+    assert_eq!((s.out, s.reason), (None, Some("acl")));
+    // And the reply still passes after it.
+    assert_eq!(send(&mut e, &ping((OUTSIDE_MAC, PEER), host, 0, id), 4 * MS).out.as_deref(), Some("e"));
+    let _ = RST;
+}
