@@ -17,7 +17,9 @@ const DB: (&str, &str) = ("00:15:5d:01:01:0b", "198.18.1.11");
 const CLIENT: (&str, &str) = ("00:15:5d:01:01:0c", "198.18.1.12");
 
 fn engine(text: &str) -> Engine {
-    Engine::for_policy(&strata_rules::policy::load(text, "p.toml").unwrap_or_else(|e| panic!("{e}")))
+    Engine::for_policy(
+        &strata_rules::policy::load(text, "p.toml").unwrap_or_else(|e| panic!("{e}")),
+    )
 }
 
 fn v4(s: &str) -> [u8; 4] {
@@ -41,11 +43,21 @@ fn frame(src: (&str, &str), dst: (&str, &str), protocol: u8, l4: &[u8]) -> Vec<u
 }
 
 fn tcp(src: (&str, &str, u16), dst: (&str, &str, u16), flags: u8) -> Vec<u8> {
-    frame((src.0, src.1), (dst.0, dst.1), 6, &tu::tcp(src.2, dst.2, flags, &[], b""))
+    frame(
+        (src.0, src.1),
+        (dst.0, dst.1),
+        6,
+        &tu::tcp(src.2, dst.2, flags, &[], b""),
+    )
 }
 
 fn udp(src: (&str, &str, u16), dst: (&str, &str, u16)) -> Vec<u8> {
-    frame((src.0, src.1), (dst.0, dst.1), 17, &tu::udp(src.2, dst.2, b"hi"))
+    frame(
+        (src.0, src.1),
+        (dst.0, dst.1),
+        17,
+        &tu::udp(src.2, dst.2, b"hi"),
+    )
 }
 
 fn ping(src: (&str, &str), dst: (&str, &str), icmp_type: u8, id: u16) -> Vec<u8> {
@@ -84,42 +96,88 @@ fn the_outside_reaches_a_nat_container_only_through_port_mappings() {
     let mut e = engine(EXAMPLE);
     let outside = (OUTSIDE_MAC, PEER);
     for (what, f) in [
-        ("tcp", tcp((OUTSIDE_MAC, PEER, 40000), (WEB.0, WEB.1, 80), SYN)),
+        (
+            "tcp",
+            tcp((OUTSIDE_MAC, PEER, 40000), (WEB.0, WEB.1, 80), SYN),
+        ),
         ("udp", udp((OUTSIDE_MAC, PEER, 40000), (WEB.0, WEB.1, 9999))),
         ("icmp", ping(outside, WEB, 8, 7)),
         // Addressed through the host's MAC, by the private IP: routed, still refused.
-        ("tcp via the host", tcp((OUTSIDE_MAC, PEER, 40001), (HOST_MAC, WEB.1, 80), SYN)),
+        (
+            "tcp via the host",
+            tcp((OUTSIDE_MAC, PEER, 40001), (HOST_MAC, WEB.1, 80), SYN),
+        ),
     ] {
         let s = send(&mut e, &f, MS);
         assert_eq!((s.out, s.reason), (None, Some("not-exposed")), "{what}");
     }
     // The port mapping is the way in, and web's answer leaves as the host's address.
-    let s = send(&mut e, &tcp((OUTSIDE_MAC, PEER, 40002), (HOST_MAC, "198.19.0.10", 8080), SYN), 2 * MS);
+    let s = send(
+        &mut e,
+        &tcp(
+            (OUTSIDE_MAC, PEER, 40002),
+            (HOST_MAC, "198.19.0.10", 8080),
+            SYN,
+        ),
+        2 * MS,
+    );
     assert_eq!(s.out.as_deref(), Some("web"));
-    let s = send(&mut e, &tcp((WEB.0, WEB.1, 80), (HOST_MAC, PEER, 40002), SYN | ACK), 3 * MS);
+    let s = send(
+        &mut e,
+        &tcp((WEB.0, WEB.1, 80), (HOST_MAC, PEER, 40002), SYN | ACK),
+        3 * MS,
+    );
     let left = s.left.expect("web's answer leaves");
-    assert_eq!((s.out.as_deref(), left.fields.src_ip.to_string(), left.fields.src_port), (Some("uplink"), "198.19.0.10".into(), 8080));
+    assert_eq!(
+        (
+            s.out.as_deref(),
+            left.fields.src_ip.to_string(),
+            left.fields.src_port
+        ),
+        (Some("uplink"), "198.19.0.10".into(), 8080)
+    );
     // Anything web sends outside leaves SNATed, never from its private address.
-    let s = send(&mut e, &udp((WEB.0, WEB.1, 5353), (HOST_MAC, PEER, 53)), 4 * MS);
-    assert_eq!(s.left.map(|p| p.fields.src_ip.to_string()).as_deref(), Some("198.19.0.10"));
+    let s = send(
+        &mut e,
+        &udp((WEB.0, WEB.1, 5353), (HOST_MAC, PEER, 53)),
+        4 * MS,
+    );
+    assert_eq!(
+        s.left.map(|p| p.fields.src_ip.to_string()).as_deref(),
+        Some("198.19.0.10")
+    );
 }
 
 #[test]
 fn nobody_poses_as_an_endpoint() {
     let mut e = engine(EXAMPLE);
     // client, with its own MAC, poses as web to pass db's `allow-web-pg`.
-    let s = send(&mut e, &tcp((CLIENT.0, WEB.1, 50000), (DB.0, DB.1, 5432), SYN), MS);
+    let s = send(
+        &mut e,
+        &tcp((CLIENT.0, WEB.1, 50000), (DB.0, DB.1, 5432), SYN),
+        MS,
+    );
     assert_eq!(s.reason, Some("spoofed-source"));
     // client takes web's MAC too: the port it entered by (its interface) gives it away.
     let f = tcp((WEB.0, WEB.1, 50000), (DB.0, DB.1, 5432), SYN);
-    assert_eq!(send_at(&mut e, Ingress::Named("client"), &f, 2 * MS).reason, Some("spoofed-source"));
+    assert_eq!(
+        send_at(&mut e, Ingress::Named("client"), &f, 2 * MS).reason,
+        Some("spoofed-source")
+    );
     // The real web passes.
     assert_eq!(send(&mut e, &f, 3 * MS).out.as_deref(), Some("db"));
     // The outside claims web's address (to reach it, or anything else).
-    let s = send(&mut e, &udp((OUTSIDE_MAC, WEB.1, 5000), (HOST_MAC, "198.19.0.10", 8080)), 4 * MS);
+    let s = send(
+        &mut e,
+        &udp((OUTSIDE_MAC, WEB.1, 5000), (HOST_MAC, "198.19.0.10", 8080)),
+        4 * MS,
+    );
     assert_eq!(s.reason, Some("spoofed-source"));
     // What protocols need before an address is known still passes: DHCP from 0.0.0.0.
-    let dhcp = udp((CLIENT.0, "0.0.0.0", 68), ("ff:ff:ff:ff:ff:ff", "255.255.255.255", 67));
+    let dhcp = udp(
+        (CLIENT.0, "0.0.0.0", 68),
+        ("ff:ff:ff:ff:ff:ff", "255.255.255.255", 67),
+    );
     assert_eq!(send(&mut e, &dhcp, 5 * MS).reason, None);
     // ARP: client may not claim web's address.
     let mut arp = vec![0xff; 6];
@@ -140,20 +198,175 @@ fn an_echo_request_is_never_taken_for_the_reply_of_ones_own_ping() {
         EXAMPLE
             .split("[[endpoint]]")
             .next()
-            .map(|h| format!("{h}[[endpoint]]\nname = \"e\"\nnetwork = \"nat\"\nmac = \"{}\"\nipv4 = \"{}\"", CLIENT.0, CLIENT.1))
+            .map(|h| format!(
+                "{h}[[endpoint]]\nname = \"e\"\nnetwork = \"nat\"\nmac = \"{}\"\nipv4 = \"{}\"",
+                CLIENT.0, CLIENT.1
+            ))
             .unwrap_or_default()
     );
     let mut e = engine(&text);
     let host = (HOST_MAC, "198.19.0.10");
     let s = send(&mut e, &ping(CLIENT, (HOST_MAC, PEER), 8, 7), MS);
     assert_eq!(s.out.as_deref(), Some("uplink"));
-    let id = s.left.and_then(|p| p.icmp_id).expect("the request leaves with an identifier");
+    let id = s
+        .left
+        .and_then(|p| p.icmp_id)
+        .expect("the request leaves with an identifier");
     // The reply comes back.
-    assert_eq!(send(&mut e, &ping((OUTSIDE_MAC, PEER), host, 0, id), 2 * MS).out.as_deref(), Some("e"));
+    assert_eq!(
+        send(&mut e, &ping((OUTSIDE_MAC, PEER), host, 0, id), 2 * MS)
+            .out
+            .as_deref(),
+        Some("e")
+    );
     // A request reusing the identifier is unsolicited inbound ICMP: blocked.
     let s = send(&mut e, &ping((OUTSIDE_MAC, PEER), host, 8, id), 3 * MS);
     assert_eq!((s.out, s.reason), (None, Some("acl")));
     // And the reply still passes after it.
-    assert_eq!(send(&mut e, &ping((OUTSIDE_MAC, PEER), host, 0, id), 4 * MS).out.as_deref(), Some("e"));
+    assert_eq!(
+        send(&mut e, &ping((OUTSIDE_MAC, PEER), host, 0, id), 4 * MS)
+            .out
+            .as_deref(),
+        Some("e")
+    );
     let _ = RST;
+}
+
+/// Connection-table slots the bounded sweeps examined, over all ports.
+fn examined(e: &Engine) -> u64 {
+    let st = e.state();
+    st.ports.iter().flatten().map(|p| p.conns.examined).sum()
+}
+
+/// The most slots one packet may make the sweeps examine: the amortised sweep of an
+/// insert, a sweep for expired connections and one for a half-open victim when full, or
+/// a full NAT pool's sweep.
+const MAX_EXAMINED_PER_PACKET: u64 =
+    2 + 2 * strata_dataplane::state::conntrack::SWEEP_WHEN_FULL as u64;
+
+#[test]
+fn a_flood_of_new_flows_spares_established_ones_and_costs_bounded_work() {
+    let text = "[host]\nmac = \"02:00:00:00:00:01\"\naddresses = [\"198.19.8.1\"]\n\
+        [[network]]\nname = \"t\"\ndriver = \"transparent\"\nsubnets = [\"198.18.8.0/24\"]\n\
+        [[endpoint]]\nname = \"srv\"\nnetwork = \"t\"\nmac = \"00:15:5d:08:08:0a\"\nipv4 = \"198.18.8.10\"\n";
+    let policy = strata_rules::policy::load(text, "p.toml").unwrap_or_else(|e| panic!("{e}"));
+    let limits = strata_dataplane::state::Limits {
+        flows: 1000,
+        connections: 1000,
+    };
+    let compiled = strata_dataplane::CompiledPolicy::compile(&policy, None, Default::default());
+    let mut e = Engine::new(std::sync::Arc::new(compiled), limits);
+    let srv = ("00:15:5d:08:08:0a", "198.18.8.10");
+    let mut t = MS;
+    // Twenty established connections from outside.
+    let clients: Vec<(String, u16)> = (0..20)
+        .map(|i| (format!("198.19.8.{}", 10 + i), 40000 + i))
+        .collect();
+    for (ip, port) in &clients {
+        let c = (OUTSIDE_MAC, ip.as_str(), *port);
+        for (f, want) in [
+            (tcp(c, (srv.0, srv.1, 80), SYN), "srv"),
+            (tcp((srv.0, srv.1, 80), c, SYN | ACK), "uplink"),
+            (tcp(c, (srv.0, srv.1, 80), ACK), "srv"),
+        ] {
+            t += MS;
+            assert_eq!(send(&mut e, &f, t).out.as_deref(), Some(want));
+        }
+    }
+    // 100,000 SYNs from other hosts, all distinct flows; every thousand of them, each
+    // established connection carries a packet each way.
+    let before = examined(&e);
+    let (mut flood, mut established, mut refused) = (0u64, 0u64, 0u64);
+    for i in 0..100_000u32 {
+        let src = format!("198.19.{}.{}", 9 + i / 60000, (i / 250) % 250 + 1);
+        let f = tcp(
+            (OUTSIDE_MAC, &src, 1024 + (i % 60000) as u16),
+            (srv.0, srv.1, 80),
+            SYN,
+        );
+        t += 1000;
+        flood += 1;
+        if send(&mut e, &f, t).reason == Some("connection-table-full") {
+            refused += 1;
+        }
+        if i % 1000 == 999 {
+            for (ip, port) in &clients {
+                let c = (OUTSIDE_MAC, ip.as_str(), *port);
+                t += 1000;
+                assert_eq!(
+                    send(&mut e, &tcp(c, (srv.0, srv.1, 80), ACK), t)
+                        .out
+                        .as_deref(),
+                    Some("srv")
+                );
+                t += 1000;
+                assert_eq!(
+                    send(&mut e, &tcp((srv.0, srv.1, 80), c, ACK), t)
+                        .out
+                        .as_deref(),
+                    Some("uplink")
+                );
+                established += 2;
+            }
+            let st = e.state().port(0).expect("srv's state");
+            assert!(
+                st.conns.len() <= 1000 && st.flows.len() <= 1000,
+                "bounded tables"
+            );
+        }
+    }
+    assert_eq!(established, 4000, "not one established packet lost");
+    let per_packet = (examined(&e) - before) as f64 / flood as f64;
+    assert!(
+        per_packet <= MAX_EXAMINED_PER_PACKET as f64,
+        "{per_packet} slots examined per flood packet"
+    );
+    // Half-open connections make room for new ones; established ones are never evicted.
+    assert_eq!(
+        refused, 0,
+        "the flood's own half-open connections were evicted first"
+    );
+}
+
+#[test]
+fn a_full_nat_pool_refuses_new_flows_with_bounded_work_and_keeps_its_connections() {
+    let text = "[host]\nmac = \"02:00:00:00:00:01\"\naddresses = [\"198.19.8.1\"]\n\
+        [[network]]\nname = \"t\"\ndriver = \"transparent\"\nsubnets = [\"198.18.8.0/24\"]\n\
+        [[endpoint]]\nname = \"c\"\nnetwork = \"t\"\nmac = \"00:15:5d:08:08:0c\"\nipv4 = \"198.18.8.12\"\n\
+        [[endpoint.layer]]\nname = \"pool\"\n[[endpoint.layer.group]]\nname = \"out\"\ndirection = \"out\"\n\
+        [[endpoint.layer.group.rule]]\nid = \"snat\"\naction = \"snat\"\nsnat = { ip = \"198.19.8.1\", ports = \"5000-5015\" }\n";
+    let mut e = engine(text);
+    let c = ("00:15:5d:08:08:0c", "198.18.8.12");
+    let mut t = MS;
+    // Sixteen flows take the sixteen ports; their replies come back.
+    let mut bound = Vec::new();
+    for i in 0..16u16 {
+        t += MS;
+        let s = send(&mut e, &udp((c.0, c.1, 30000 + i), (HOST_MAC, PEER, 53)), t);
+        let port = s.left.map(|p| p.fields.src_port).expect("SNATed");
+        bound.push((30000 + i, port));
+    }
+    let before = examined(&e);
+    for i in 0..100_000u32 {
+        t += 1000;
+        let f = udp(
+            (c.0, c.1, 1024 + (i % 28000) as u16),
+            (HOST_MAC, "198.19.0.53", 53),
+        );
+        assert_eq!(send(&mut e, &f, t).reason, Some("nat-ports-exhausted"));
+        if i % 10_000 == 0 {
+            for &(sport, port) in &bound {
+                t += 1000;
+                let reply = udp((OUTSIDE_MAC, PEER, 53), (HOST_MAC, "198.19.8.1", port));
+                let s = send(&mut e, &reply, t);
+                assert_eq!(s.out.as_deref(), Some("c"));
+                assert_eq!(s.left.map(|p| p.fields.dst_port), Some(sport));
+            }
+        }
+    }
+    let per_drop = (examined(&e) - before) as f64 / 100_000.0;
+    assert!(
+        per_drop <= MAX_EXAMINED_PER_PACKET as f64,
+        "{per_drop} slots examined per drop"
+    );
 }

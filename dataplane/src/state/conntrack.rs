@@ -77,7 +77,17 @@ pub struct ConnTable {
     slots: Vec<Slot>,
     free: Vec<u32>,
     capacity: usize,
+    /// Where the incremental sweep resumes.
+    cursor: usize,
+    /// Slots the incremental sweep has looked at, ever: its cost, for tests and metrics.
+    pub examined: u64,
 }
+
+/// Slots examined by the incremental sweep for every connection recorded: expired
+/// connections are reclaimed at least as fast as new ones arrive, without a pause.
+const SWEEP_PER_INSERT: usize = 2;
+/// Slots examined when the table is full, before giving up on the new connection.
+pub const SWEEP_WHEN_FULL: usize = 64;
 
 /// The table is full of live connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +104,8 @@ impl ConnTable {
             slots: Vec::new(),
             free: Vec::new(),
             capacity,
+            cursor: 0,
+            examined: 0,
         }
     }
 
@@ -144,13 +156,16 @@ impl ConnTable {
         self.live(r, now).map(|_| r)
     }
 
-    /// Records a new connection. When full, expired connections are swept first.
+    /// Records a new connection. Each insert sweeps a few slots (expiry is amortised);
+    /// when full, a bounded sweep reclaims expired connections, else one that is only
+    /// half-open or closing (established ones are never evicted), else it fails.
     pub fn insert(&mut self, conn: Connection, now: u64) -> Result<ConnRef, Full> {
-        if self.index.len() >= self.capacity {
-            self.sweep(now);
-            if self.index.len() >= self.capacity {
-                return Err(Full);
-            }
+        self.sweep_some(now, SWEEP_PER_INSERT, false);
+        if self.index.len() >= self.capacity
+            && self.sweep_some(now, SWEEP_WHEN_FULL, false) == 0
+            && self.sweep_some(now, SWEEP_WHEN_FULL, true) == 0
+        {
+            return Err(Full);
         }
         let idx = (conn.orig_dir, conn.key);
         let exit = (conn.orig_dir, conn.exit_key);
@@ -230,7 +245,8 @@ impl ConnTable {
         true
     }
 
-    /// Removes every expired connection; returns how many.
+    /// Removes every expired connection (every connection at `u64::MAX`); returns how
+    /// many. Walks the whole table: for a port that goes away, never on the packet path.
     pub fn sweep(&mut self, now: u64) -> usize {
         let dead: Vec<ConnRef> = self
             .index
@@ -242,5 +258,39 @@ impl ConnTable {
             self.remove(*r);
         }
         dead.len()
+    }
+
+    /// Looks at up to `budget` slots from where the last call stopped and removes the
+    /// expired connections among them (with `evict`, instead the first one that is not
+    /// established: half-open or closing); returns how many it removed.
+    pub fn sweep_some(&mut self, now: u64, budget: usize, evict: bool) -> usize {
+        let n = self.slots.len();
+        if n == 0 {
+            return 0;
+        }
+        let mut removed = 0;
+        for _ in 0..budget.min(n) {
+            self.cursor = (self.cursor + 1) % n;
+            self.examined += 1;
+            let Some(slot) = self.slots.get(self.cursor) else {
+                continue;
+            };
+            let Some(c) = slot.conn.as_ref() else {
+                continue;
+            };
+            let r = ConnRef {
+                slot: self.cursor as u32,
+                serial: slot.serial,
+            };
+            let unestablished = c.key.protocol == proto::TCP && c.tcp != TcpState::Established;
+            if c.expired(now) || (evict && unestablished) {
+                self.remove(r);
+                removed += 1;
+                if evict {
+                    break;
+                }
+            }
+        }
+        removed
     }
 }

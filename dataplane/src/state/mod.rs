@@ -126,9 +126,17 @@ impl PortState {
     }
 
     /// Forgets the connections idle past their timeout at `now` (all of them at
-    /// `u64::MAX`) and gives their NAT ports back; returns how many.
+    /// `u64::MAX`) and gives their NAT ports back; returns how many. The whole table:
+    /// not for the packet path (see `sweep_some`).
     pub fn sweep(&mut self, now: u64, nat: &mut NatState) -> usize {
         let n = self.conns.sweep(now);
+        self.release(nat);
+        n
+    }
+
+    /// Like `sweep`, over at most `budget` connection slots.
+    pub fn sweep_some(&mut self, now: u64, budget: usize, nat: &mut NatState) -> usize {
+        let n = self.conns.sweep_some(now, budget, false);
         self.release(nat);
         n
     }
@@ -167,6 +175,8 @@ pub struct EngineState {
     pub underlay: HashMap<IpAddr, Mac, RandomState>,
     /// Packet time; it never runs backwards for connection ageing.
     pub clock: u64,
+    /// The port whose connections a full NAT pool sweeps next (round robin).
+    pub sweep_port: usize,
     pub limits: Limits,
     pub stats: SwitchStats,
 }
@@ -178,6 +188,7 @@ impl EngineState {
             nat: NatState::default(),
             underlay: HashMap::default(),
             clock: 0,
+            sweep_port: 0,
             limits,
             stats: SwitchStats::default(),
         }

@@ -162,18 +162,27 @@ impl Switch<'_> {
         }
     }
 
-    /// One port's traversal. When a SNAT finds its ports exhausted, the connections
-    /// that have expired meanwhile (on any port: the pools are the host's) give their
-    /// ports back, and the packet is tried once more.
+    /// One port's traversal. When a SNAT finds its ports exhausted, a bounded sweep of
+    /// the ports' connections (round robin: the pools are the host's) gives back the ports
+    /// of expired ones, and the packet is tried once more: a flood against a full pool
+    /// costs each packet the same bounded work, never a walk over every connection.
     fn traverse(&mut self, p: usize, dir: Direction, m: &PacketMeta, now: u64) -> Traversal {
         let t = self.traverse_once(p, dir, m, now);
         if t.drop != Some(DropReason::NatPortsExhausted) {
             return t;
         }
         let st = &mut *self.state;
-        let mut freed = 0;
-        for port in st.ports.iter_mut().flatten() {
-            freed += port.sweep(now, &mut st.nat);
+        let (mut freed, mut budget) = (0, crate::state::conntrack::SWEEP_WHEN_FULL);
+        for _ in 0..st.ports.len() {
+            if budget == 0 {
+                break;
+            }
+            st.sweep_port = (st.sweep_port + 1) % st.ports.len().max(1);
+            if let Some(Some(port)) = st.ports.get_mut(st.sweep_port) {
+                let share = budget.min(port.conns.len().max(1));
+                freed += port.sweep_some(now, share, &mut st.nat);
+                budget -= share;
+            }
         }
         if freed == 0 {
             return t;
