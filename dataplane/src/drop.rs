@@ -32,10 +32,13 @@ pub enum DropReason {
     /// network's containers are reached only through port mappings and replies, an
     /// overlay's only encapsulated.
     NotExposed,
+    /// A TCP RST outside the receiver's window (RFC 5961): an off-path guess; the
+    /// connection it aimed at carries on.
+    TcpOutOfWindow,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::Parse,
         DropReason::Unsupported,
         DropReason::Acl,
@@ -48,6 +51,7 @@ impl DropReason {
         DropReason::TooBig,
         DropReason::SpoofedSource,
         DropReason::NotExposed,
+        DropReason::TcpOutOfWindow,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +68,7 @@ impl DropReason {
             DropReason::TooBig => "too-big",
             DropReason::SpoofedSource => "spoofed-source",
             DropReason::NotExposed => "not-exposed",
+            DropReason::TcpOutOfWindow => "tcp-out-of-window",
         }
     }
 

@@ -18,6 +18,8 @@ pub struct PacketMeta {
     /// ICMP echo identifier, for echo requests and replies.
     pub icmp_id: Option<u16>,
     pub tcp_flags: u8,
+    /// A TCP segment's sequence space.
+    pub tcp_seq: strata_rules::conn::TcpSeq,
     /// The IP packet's length (header and payload), for MTU checks.
     pub ip_len: u32,
     /// For an ICMP error: the connection key of the packet it quotes, so the error can

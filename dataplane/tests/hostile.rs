@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use strata_dataplane::engine::{Engine, Ingress, Rx};
 use strata_dataplane::packet::{self, testutil as tu};
-use strata_rules::conn::tcp_flags::{ACK, RST, SYN};
+use strata_rules::conn::tcp_flags::{ACK, FIN, RST, SYN};
 
 const EXAMPLE: &str = include_str!("../../examples/policy.toml");
 const HOST_MAC: &str = "02:00:00:00:00:01";
@@ -229,7 +229,6 @@ fn an_echo_request_is_never_taken_for_the_reply_of_ones_own_ping() {
             .as_deref(),
         Some("e")
     );
-    let _ = RST;
 }
 
 /// Connection-table slots the bounded sweeps examined, over all ports.
@@ -369,4 +368,132 @@ fn a_full_nat_pool_refuses_new_flows_with_bounded_work_and_keeps_its_connections
         per_drop <= MAX_EXAMINED_PER_PACKET as f64,
         "{per_drop} slots examined per drop"
     );
+}
+
+/// A TCP segment with its sequence space.
+fn seg(src: (&str, &str, u16), dst: (&str, &str, u16), flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+    let mut t = tu::tcp(src.2, dst.2, flags, &[], b"");
+    t[4..8].copy_from_slice(&seq.to_be_bytes());
+    t[8..12].copy_from_slice(&ack.to_be_bytes());
+    t[14..16].copy_from_slice(&8192u16.to_be_bytes());
+    frame((src.0, src.1), (dst.0, dst.1), 6, &t)
+}
+
+/// `client` (NAT) talks to the peer outside through SNAT; the peer answers the host.
+struct Nat {
+    e: Engine,
+    t: u64,
+    nat_port: u16,
+}
+
+impl Nat {
+    const C: (&'static str, &'static str, u16) = (CLIENT.0, CLIENT.1, 40100);
+    const P: (&'static str, &'static str, u16) = (HOST_MAC, PEER, 80);
+
+    fn out(&mut self, flags: u8, seq: u32, ack: u32) -> Seen {
+        self.t += MS;
+        let s = send(&mut self.e, &seg(Self::C, Self::P, flags, seq, ack), self.t);
+        if let Some(p) = &s.left {
+            self.nat_port = p.fields.src_port;
+        }
+        s
+    }
+
+    fn back(&mut self, flags: u8, seq: u32, ack: u32) -> Seen {
+        self.t += MS;
+        let host = (HOST_MAC, "198.19.0.10", self.nat_port);
+        send(
+            &mut self.e,
+            &seg((OUTSIDE_MAC, PEER, 80), host, flags, seq, ack),
+            self.t,
+        )
+    }
+
+    /// SYN, SYN+ACK, ACK: client's ISN 100, the peer's 500.
+    fn open(&mut self) {
+        assert_eq!(self.out(SYN, 100, 0).out.as_deref(), Some("uplink"));
+        assert_eq!(
+            self.back(SYN | ACK, 500, 101).out.as_deref(),
+            Some("client")
+        );
+        assert_eq!(self.out(ACK, 101, 501).out.as_deref(), Some("uplink"));
+    }
+}
+
+fn nat() -> Nat {
+    Nat {
+        e: engine(EXAMPLE),
+        t: MS,
+        nat_port: 0,
+    }
+}
+
+#[test]
+fn an_off_path_rst_is_refused_and_the_connection_carries_on() {
+    let mut n = nat();
+    n.open();
+    // An attacker outside guesses: RSTs at sequence numbers outside the window.
+    for guess in [0, 7, 500 + 100_000, u32::MAX / 2] {
+        assert_eq!(
+            n.back(RST, guess, 0).reason,
+            Some("tcp-out-of-window"),
+            "seq {guess}"
+        );
+    }
+    // The connection is intact: the peer's next segment still reaches client.
+    assert_eq!(n.back(ACK, 501, 101).out.as_deref(), Some("client"));
+    // Inside the window but not exact: passes (client answers with a challenge ACK,
+    // RFC 5961), and the connection survives it.
+    assert_eq!(n.back(RST, 501 + 1000, 0).out.as_deref(), Some("client"));
+    assert_eq!(n.back(ACK, 501, 101).out.as_deref(), Some("client"));
+    // The exact RST ends it: the NAT binding is gone with it.
+    assert_eq!(n.back(RST, 501, 0).out.as_deref(), Some("client"));
+    assert_eq!(n.back(ACK, 501, 101).reason, Some("no-route"));
+}
+
+#[test]
+fn tcp_lifecycles_see_no_wrongful_drop_and_give_their_state_back() {
+    // Retransmitted SYN and SYN+ACK; FIN from the peer first.
+    let mut n = nat();
+    assert_eq!(n.out(SYN, 100, 0).out.as_deref(), Some("uplink"));
+    let port = n.nat_port;
+    assert_eq!(n.out(SYN, 100, 0).out.as_deref(), Some("uplink"));
+    assert_eq!(n.nat_port, port, "a retransmitted SYN keeps its NAT port");
+    assert_eq!(n.back(SYN | ACK, 500, 101).out.as_deref(), Some("client"));
+    assert_eq!(n.back(SYN | ACK, 500, 101).out.as_deref(), Some("client"));
+    assert_eq!(n.out(ACK, 101, 501).out.as_deref(), Some("uplink"));
+    assert_eq!(n.back(FIN | ACK, 501, 101).out.as_deref(), Some("client"));
+    assert_eq!(n.out(FIN | ACK, 101, 502).out.as_deref(), Some("uplink"));
+    assert_eq!(n.back(ACK, 502, 102).out.as_deref(), Some("client"));
+    // TIME_WAIT reuse: a new SYN on the same four-tuple starts it over.
+    assert_eq!(n.out(SYN, 9000, 0).out.as_deref(), Some("uplink"));
+    assert_eq!(n.back(SYN | ACK, 7000, 9001).out.as_deref(), Some("client"));
+    assert_eq!(n.out(ACK, 9001, 7001).out.as_deref(), Some("uplink"));
+    // FIN from client first this time.
+    assert_eq!(n.out(FIN | ACK, 9001, 7001).out.as_deref(), Some("uplink"));
+    assert_eq!(n.back(FIN | ACK, 7001, 9002).out.as_deref(), Some("client"));
+    assert_eq!(n.out(ACK, 9002, 7002).out.as_deref(), Some("uplink"));
+    // Closed both ways: reclaimed after the 30 s closing timeout, NAT port included.
+    assert_eq!(n.e.state().nat_bindings(), 1);
+    n.t += 31_000_000_000;
+    let other = tcp((CLIENT.0, CLIENT.1, 40200), (HOST_MAC, PEER, 443), SYN);
+    assert_eq!(send(&mut n.e, &other, n.t).out.as_deref(), Some("uplink"));
+    assert_eq!(
+        n.e.state().nat_bindings(),
+        1,
+        "the closed connection gave its port back"
+    );
+
+    // Simultaneous open: client's SYN crosses the peer's.
+    let mut n = nat();
+    assert_eq!(n.out(SYN, 100, 0).out.as_deref(), Some("uplink"));
+    assert_eq!(n.back(SYN, 500, 0).out.as_deref(), Some("client"));
+    assert_eq!(n.out(SYN | ACK, 100, 501).out.as_deref(), Some("uplink"));
+    assert_eq!(n.back(SYN | ACK, 500, 101).out.as_deref(), Some("client"));
+
+    // First seen mid-stream (Strata restarted under a live connection): nothing dropped.
+    let mut n = nat();
+    assert_eq!(n.out(ACK, 123_456, 654_321).out.as_deref(), Some("uplink"));
+    assert_eq!(n.back(ACK, 654_321, 123_456).out.as_deref(), Some("client"));
+    assert_eq!(n.out(ACK, 123_456, 654_321).out.as_deref(), Some("uplink"));
 }

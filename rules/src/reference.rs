@@ -28,7 +28,8 @@
 use std::net::IpAddr;
 
 use crate::conn::{
-    ConnKey, Rewrite, TcpState, answers, conn_key, idle_timeout, tcp_flags, tcp_initial, tcp_next,
+    ConnKey, Rewrite, Segment, TcpSeq, TcpState, TcpTrack, answers, conn_key, idle_timeout,
+    reopens, tcp_flags, tcp_initial, tcp_step,
 };
 use crate::decision::{DecidedBy, DecisionNames};
 use crate::model::{Action, Direction, Fields, Layer, Policy, Port, proto};
@@ -240,6 +241,8 @@ pub struct RefPacket {
     pub fields: Fields,
     pub icmp_id: Option<u16>,
     pub tcp_flags: u8,
+    /// A TCP segment's sequence space.
+    pub tcp_seq: TcpSeq,
     /// Packet time in nanoseconds.
     pub ts_ns: u64,
 }
@@ -273,6 +276,7 @@ struct RefConn {
     reply: Rewrite,
     bindings: RefBindings,
     tcp: TcpState,
+    track: TcpTrack,
     last_seen: u64,
     generation: u64,
 }
@@ -343,16 +347,28 @@ impl RefSwitch {
         Some(i)
     }
 
-    /// Advances a connection's TCP state and clock; removes it on RST.
-    fn touch(&mut self, i: usize, pkt: &RefPacket, from_orig: bool) {
+    /// What a packet does to connection `i`: its TCP state and clock move on, an exact
+    /// RST removes it (after the packet, which passes), an RST outside the window is
+    /// refused and changes nothing.
+    fn touch(&mut self, i: usize, pkt: &RefPacket, from_orig: bool) -> Segment {
         let c = &mut self.conns[i];
-        c.last_seen = pkt.ts_ns;
-        if c.key.protocol == proto::TCP {
-            match tcp_next(c.tcp, pkt.tcp_flags, from_orig) {
-                Some(s) => c.tcp = s,
-                None => self.remove(i),
-            }
+        let step = if c.key.protocol == proto::TCP {
+            tcp_step(
+                &mut c.tcp,
+                &mut c.track,
+                from_orig,
+                pkt.tcp_flags,
+                &pkt.tcp_seq,
+            )
+        } else {
+            Segment::Pass
+        };
+        match step {
+            Segment::Pass => c.last_seen = pkt.ts_ns,
+            Segment::Ends => self.remove(i),
+            Segment::OutOfWindow => {}
         }
+        step
     }
 
     /// One traversal of `port` in `dir`.
@@ -389,12 +405,17 @@ impl RefSwitch {
                 );
                 d.allowed && d.stateful
             };
-            if still_holds {
+            let finished = c.key.protocol == proto::TCP && reopens(c.tcp, pkt.tcp_flags);
+            if still_holds && !finished {
                 self.conns[i].generation = self.generation;
                 let out = self.conns[i].reply.apply(&f, id);
-                self.touch(i, pkt, false);
+                if self.touch(i, pkt, false) == Segment::OutOfWindow {
+                    return out_of_window(f, id);
+                }
                 return pass(true, None, out);
             }
+            // Cut by the policy, or finished and reopened the other way by a bare SYN:
+            // the packet is judged as a new one.
             self.remove(i);
         }
         let existing =
@@ -436,7 +457,9 @@ impl RefSwitch {
                 if c.bindings.snat != d.bindings.snat {
                     free(&mut self.nat, fresh);
                 }
-                self.touch(i, pkt, true);
+                if self.touch(i, pkt, true) == Segment::OutOfWindow {
+                    return out_of_window(f, id);
+                }
                 pass(true, d.decided, out)
             }
             (true, None, Some(k)) => {
@@ -466,6 +489,7 @@ impl RefSwitch {
                         reply: Rewrite::reply_of(&f, id, &d.out, d.out_icmp_id),
                         bindings: d.bindings,
                         tcp: tcp_initial(pkt.tcp_flags),
+                        track: TcpTrack::opened(pkt.tcp_flags, &pkt.tcp_seq),
                         last_seen: now,
                         generation: self.generation,
                     });
@@ -616,6 +640,17 @@ impl RefSwitch {
             decided: inb.decided.or(decided),
             fields: Some(inb.fields),
         }
+    }
+}
+
+/// A TCP RST outside the window: dropped, no rule decided it.
+fn out_of_window(fields: Fields, icmp_id: Option<u16>) -> Pass {
+    Pass {
+        allowed: false,
+        reason: Some("tcp-out-of-window"),
+        decided: None,
+        fields,
+        icmp_id,
     }
 }
 

@@ -97,6 +97,8 @@ pub struct Parsed {
     pub fragment: Fragment,
     /// TCP flags (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10, ...); 0 otherwise.
     pub tcp_flags: u8,
+    /// A TCP segment's sequence space (connection tracking judges RSTs by it).
+    pub tcp_seq: strata_rules::conn::TcpSeq,
     /// The identifier of an ICMP/ICMPv6 echo request or reply: flow keys use it in place
     /// of ports.
     pub icmp_id: Option<u16>,
@@ -276,6 +278,7 @@ fn parse_inner(frame: &[u8], snapped: bool) -> Result<Parsed, ParseError> {
         ip_version: 0,
         fragment: Fragment::None,
         tcp_flags: 0,
+        tcp_seq: strata_rules::conn::TcpSeq::default(),
         icmp_id: None,
         ttl: 0,
         truncated: false,
@@ -313,6 +316,14 @@ fn parse_inner(frame: &[u8], snapped: bool) -> Result<Parsed, ParseError> {
             p.fields.src_port = t.src_port;
             p.fields.dst_port = t.dst_port;
             p.tcp_flags = t.flags;
+            let payload = ip.end.saturating_sub(ip.l4_offset + t.header_len);
+            p.tcp_seq = strata_rules::conn::TcpSeq {
+                seq: t.seq,
+                ack: t.ack,
+                window: t.window,
+                wscale: t.wscale,
+                len: u32::try_from(payload).unwrap_or(u32::MAX),
+            };
             t.header_len
         }
         proto::UDP => {

@@ -14,7 +14,7 @@ use ahash::RandomState;
 
 use std::collections::HashMap;
 
-use strata_rules::conn::{self as spec, ConnKey, TcpState};
+use strata_rules::conn::{self as spec, ConnKey, Segment, TcpSeq, TcpState, TcpTrack};
 use strata_rules::model::{Direction, Fields, proto};
 
 /// A handle on a connection; detects that the slot was reused.
@@ -52,6 +52,8 @@ pub struct Connection {
     /// The ICMP type and code of the packet that opened it (echo: which type answers).
     pub opened_by: Option<(u8, u8)>,
     pub tcp: TcpState,
+    /// TCP sequence tracking (judges RSTs).
+    pub track: TcpTrack,
     pub last_seen: u64,
     /// The port generation under which it was last validated.
     pub generation: u64,
@@ -88,6 +90,19 @@ pub struct ConnTable {
 const SWEEP_PER_INSERT: usize = 2;
 /// Slots examined when the table is full, before giving up on the new connection.
 pub const SWEEP_WHEN_FULL: usize = 64;
+
+/// What a packet did to its connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Touch {
+    /// It passes; the connection lives on.
+    Alive,
+    /// It passes, and ended the connection (an RST at the expected sequence number).
+    Ended,
+    /// It is refused (an RST outside the window); the connection is untouched.
+    OutOfWindow,
+    /// The connection no longer exists.
+    Gone,
+}
 
 /// The table is full of live connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,28 +236,41 @@ impl ConnTable {
         }
     }
 
-    /// Updates the clock and TCP state of a live connection for a packet with `flags`;
-    /// a RST removes it (after this packet, which passes). Returns whether it lives on.
-    pub fn touch(&mut self, r: ConnRef, tcp_flags: u8, from_orig: bool, now: u64) -> bool {
+    /// What a packet of connection `r` (from its originator, or not) does to it: its
+    /// clock and TCP state move on, an exact RST ends it (after this packet, which
+    /// passes), an RST outside the window is refused and changes nothing.
+    pub fn touch(
+        &mut self,
+        r: ConnRef,
+        flags: u8,
+        seq: &TcpSeq,
+        from_orig: bool,
+        now: u64,
+    ) -> Touch {
         let Some(c) = self
             .slots
             .get_mut(r.slot as usize)
             .filter(|s| s.serial == r.serial)
             .and_then(|s| s.conn.as_mut())
         else {
-            return false;
+            return Touch::Gone;
         };
-        c.last_seen = now;
-        if c.key.protocol == proto::TCP {
-            match spec::tcp_next(c.tcp, tcp_flags, from_orig) {
-                Some(s) => c.tcp = s,
-                None => {
-                    self.remove(r);
-                    return false;
-                }
+        let step = if c.key.protocol == proto::TCP {
+            spec::tcp_step(&mut c.tcp, &mut c.track, from_orig, flags, seq)
+        } else {
+            Segment::Pass
+        };
+        match step {
+            Segment::OutOfWindow => Touch::OutOfWindow,
+            Segment::Ends => {
+                self.remove(r);
+                Touch::Ended
+            }
+            Segment::Pass => {
+                c.last_seen = now;
+                Touch::Alive
             }
         }
-        true
     }
 
     /// Removes every expired connection (every connection at `u64::MAX`); returns how

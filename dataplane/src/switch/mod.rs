@@ -219,14 +219,16 @@ impl Switch<'_> {
     ) -> Verdict {
         let t = self.traverse(q, Direction::In, &m, now);
         let egress = PortId::Endpoint(q);
-        if let Some(d) = t.decided {
-            decided = Some((egress, d));
-        }
         if let Some(r) = t.drop {
+            // A drop names what dropped it: the receiver's decision, if any (an RST
+            // refused for its sequence number has none), never the sender's allow.
             return Verdict {
-                decided,
+                decided: t.decided.map(|d| (egress, d)),
                 ..Verdict::drop(ingress, direction, r)
             };
+        }
+        if let Some(d) = t.decided {
+            decided = Some((egress, d));
         }
         Verdict {
             decided,
