@@ -35,10 +35,14 @@ pub enum DropReason {
     /// A TCP RST outside the receiver's window (RFC 5961): an off-path guess; the
     /// connection it aimed at carries on.
     TcpOutOfWindow,
+    /// A later fragment that cannot follow a first one: its first was not seen (or
+    /// expired), it overlaps another fragment of its datagram, or it is a TCP fragment
+    /// at offset 8 (RFC 1858, RFC 3128, RFC 5722).
+    Fragment,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::Parse,
         DropReason::Unsupported,
         DropReason::Acl,
@@ -52,6 +56,7 @@ impl DropReason {
         DropReason::SpoofedSource,
         DropReason::NotExposed,
         DropReason::TcpOutOfWindow,
+        DropReason::Fragment,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +74,7 @@ impl DropReason {
             DropReason::SpoofedSource => "spoofed-source",
             DropReason::NotExposed => "not-exposed",
             DropReason::TcpOutOfWindow => "tcp-out-of-window",
+            DropReason::Fragment => "fragment",
         }
     }
 

@@ -18,15 +18,27 @@
 
 use std::sync::Arc;
 
-use strata_rules::model::{Mac, Policy};
+use strata_rules::model::{Direction, Mac, Policy};
 
 use crate::DropReason;
-use crate::packet::{self, FrameKind, Parsed};
+use crate::packet::{self, Fragment, FrameKind, Parsed};
 use crate::policy::{CompileOptions, CompiledPolicy, PortId};
+use crate::state::fragments::DatagramKey;
 use crate::state::{EngineState, Limits, SwitchStats};
 use crate::switch::{FrameInfo, Switch};
 use crate::transpose::bytes::{self, DEFAULT_HEADROOM, PacketBuf};
 use crate::verdict::{Answer, Verdict, VerdictRecord};
+
+/// The datagram a fragment belongs to.
+fn datagram(ingress: PortId, p: &Parsed) -> DatagramKey {
+    DatagramKey {
+        ingress,
+        src: p.fields.src_ip,
+        dst: p.fields.dst_ip,
+        protocol: p.fields.protocol,
+        id: p.frag.id,
+    }
+}
 
 /// Where a frame entered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,13 +185,24 @@ impl Engine {
         let parsed = packet::parse_captured(rx.data, rx.orig_len);
         let ingress = self.ingress(&rx, &parsed);
         let info = FrameInfo::from_frame(rx.data, &parsed, self.policy.vxlan_ports());
-        let mut verdict = self.decide(ingress, &info, rx.ts_ns);
         let Ok(p) = parsed else {
+            let verdict = self.decide(ingress, &info, rx.ts_ns);
             return Outcome {
                 verdict,
                 output: None,
             };
         };
+        let ip = matches!(info, FrameInfo::Ip(_));
+        let mut verdict = match p.fragment {
+            Fragment::NonFirst if ip => self.follow(ingress, &p, rx.ts_ns),
+            _ => self.decide(ingress, &info, rx.ts_ns),
+        };
+        if ip && p.fragment == Fragment::First {
+            let now = self.state.clock;
+            self.state
+                .fragments
+                .first(datagram(ingress, &p), &verdict, &p.frag, now);
+        }
         let output = match (verdict.answer, verdict.egress) {
             (Some(answer), _) => self.answer(&verdict, answer, rx.data, &p),
             (None, Some(egress)) => self.rewrite(&mut verdict, egress, &rx, &p),
@@ -197,6 +220,24 @@ impl Engine {
             state: &mut self.state,
         };
         sw.decide(ingress, frame, ts_ns)
+    }
+
+    /// A later fragment: the verdict of its datagram's first, if it may follow it.
+    fn follow(&mut self, ingress: PortId, p: &Parsed, ts_ns: u64) -> Verdict {
+        let st = &mut self.state;
+        st.clock = st.clock.max(ts_ns);
+        let verdict = st
+            .fragments
+            .follow(&datagram(ingress, p), &p.frag, st.clock)
+            .unwrap_or_else(|| {
+                let direction = match ingress {
+                    PortId::Endpoint(_) => Direction::Out,
+                    PortId::Uplink => Direction::In,
+                };
+                Verdict::drop(ingress, direction, DropReason::Fragment)
+            });
+        st.stats.count(verdict.drop);
+        verdict
     }
 
     fn ingress(&self, rx: &Rx<'_>, parsed: &Result<Parsed, packet::ParseError>) -> PortId {

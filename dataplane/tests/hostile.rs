@@ -252,6 +252,7 @@ fn a_flood_of_new_flows_spares_established_ones_and_costs_bounded_work() {
     let limits = strata_dataplane::state::Limits {
         flows: 1000,
         connections: 1000,
+        ..Default::default()
     };
     let compiled = strata_dataplane::CompiledPolicy::compile(&policy, None, Default::default());
     let mut e = Engine::new(std::sync::Arc::new(compiled), limits);
@@ -496,4 +497,128 @@ fn tcp_lifecycles_see_no_wrongful_drop_and_give_their_state_back() {
     assert_eq!(n.out(ACK, 123_456, 654_321).out.as_deref(), Some("uplink"));
     assert_eq!(n.back(ACK, 654_321, 123_456).out.as_deref(), Some("client"));
     assert_eq!(n.out(ACK, 123_456, 654_321).out.as_deref(), Some("uplink"));
+}
+
+/// An IPv4 fragment: `flags_frag` holds More Fragments (0x2000) and the offset in
+/// 8-byte units; `data` is this fragment's part of the datagram (identification 0x1234).
+fn fragment(
+    src: (&str, &str),
+    dst: (&str, &str),
+    protocol: u8,
+    flags_frag: u16,
+    data: &[u8],
+) -> Vec<u8> {
+    let ip = tu::ipv4_full(protocol, v4(src.1), v4(dst.1), &[], flags_frag, data);
+    let mut f = tu::eth(0x0800, &[], &ip);
+    f[0..6].copy_from_slice(&mac(dst.0));
+    f[6..12].copy_from_slice(&mac(src.0));
+    f
+}
+
+const MF: u16 = 0x2000;
+
+/// A UDP datagram of `len` payload bytes from `src` to `dst`, cut in two fragments at
+/// byte 32 of the datagram (the UDP header and 24 bytes, then the rest).
+fn udp_in_two(src: (&str, &str, u16), dst: (&str, &str, u16), len: usize) -> (Vec<u8>, Vec<u8>) {
+    let whole = tu::udp(src.2, dst.2, &vec![0x5a; len]);
+    let (a, b) = whole.split_at(32);
+    (
+        fragment((src.0, src.1), (dst.0, dst.1), 17, MF, a),
+        fragment((src.0, src.1), (dst.0, dst.1), 17, 32 / 8, b),
+    )
+}
+
+#[test]
+fn later_fragments_follow_their_first_through_nat() {
+    let mut e = engine(EXAMPLE);
+    let s = send(
+        &mut e,
+        &udp((CLIENT.0, CLIENT.1, 5300), (HOST_MAC, "198.19.0.53", 53)),
+        MS,
+    );
+    let nat_port = s
+        .left
+        .map(|p| p.fields.src_port)
+        .expect("the query leaves SNATed");
+    let (first, second) = udp_in_two(
+        ("02:00:00:00:00:fe", "198.19.0.53", 53),
+        (HOST_MAC, "198.19.0.10", nat_port),
+        1200,
+    );
+    let s = send(&mut e, &first, 2 * MS);
+    assert_eq!(
+        (s.out.as_deref(), s.left.map(|p| p.fields.dst_port)),
+        (Some("client"), Some(5300))
+    );
+    let s = send(&mut e, &second, 3 * MS);
+    assert_eq!(
+        s.out.as_deref(),
+        Some("client"),
+        "the second fragment of the reply follows the first"
+    );
+    let left = s.left.expect("it leaves");
+    assert_eq!(
+        left.fields.dst_ip.to_string(),
+        CLIENT.1,
+        "translated back like the first"
+    );
+    assert_eq!(left.frag.offset, 32);
+}
+
+#[test]
+fn later_fragments_of_a_dns_answer_reach_a_process_legacy_endpoint() {
+    let text = "[host]\nmac = \"02:00:00:00:00:01\"\naddresses = [\"198.19.8.1\"]\n\
+        [[network]]\nname = \"t\"\ndriver = \"transparent\"\nsubnets = [\"198.18.8.0/24\"]\n\
+        [[endpoint]]\nname = \"old\"\nnetwork = \"t\"\nmac = \"00:15:5d:08:08:0b\"\nipv4 = \"198.18.8.11\"\n\
+        isolation = \"process-legacy\"\n";
+    let mut e = engine(text);
+    let old = ("00:15:5d:08:08:0b", "198.18.8.11");
+    assert_eq!(
+        send(
+            &mut e,
+            &udp((old.0, old.1, 33000), (HOST_MAC, "198.19.0.53", 53)),
+            MS
+        )
+        .out
+        .as_deref(),
+        Some("uplink")
+    );
+    let (first, second) = udp_in_two(
+        (OUTSIDE_MAC, "198.19.0.53", 53),
+        (old.0, old.1, 33000),
+        1400,
+    );
+    assert_eq!(send(&mut e, &first, 2 * MS).out.as_deref(), Some("old"));
+    assert_eq!(send(&mut e, &second, 3 * MS).out.as_deref(), Some("old"));
+    // Without its first, a fragment has nothing to follow; process-legacy refuses it.
+    let (_, stray) = udp_in_two(
+        (OUTSIDE_MAC, "198.19.0.54", 53),
+        (old.0, old.1, 33000),
+        1400,
+    );
+    assert_eq!(send(&mut e, &stray, 4 * MS).reason, Some("fragment"));
+}
+
+#[test]
+fn overlapping_and_tiny_fragments_are_refused() {
+    let mut e = engine(EXAMPLE);
+    let (first, second) = udp_in_two((CLIENT.0, CLIENT.1, 7000), (WEB.0, WEB.1, 7000), 200);
+    assert_eq!(send(&mut e, &first, MS).out.as_deref(), Some("web"));
+    // A fragment overlapping the first (offset 16 < 32): refused, and the datagram with it.
+    let overlap = fragment(CLIENT, WEB, 17, MF | 2, &[0x77; 40]);
+    assert_eq!(send(&mut e, &overlap, 2 * MS).reason, Some("fragment"));
+    assert_eq!(
+        send(&mut e, &second, 3 * MS).reason,
+        Some("fragment"),
+        "the poisoned datagram loses the rest"
+    );
+    // A TCP fragment at offset 8 would rewrite the first's flags (RFC 3128).
+    let syn = tu::tcp(40000, 80, SYN, &[], &[0; 16]);
+    let tcp_first = fragment(CLIENT, WEB, 6, MF, &syn[..24]);
+    assert_eq!(send(&mut e, &tcp_first, 4 * MS).out.as_deref(), Some("web"));
+    let flags_over = fragment(CLIENT, WEB, 6, 1, &[0; 16]);
+    assert_eq!(send(&mut e, &flags_over, 5 * MS).reason, Some("fragment"));
+    // A first fragment too short for its TCP header (RFC 1858's tiny fragment).
+    let tiny = fragment(CLIENT, WEB, 6, MF, &syn[..8]);
+    assert_eq!(send(&mut e, &tiny, 6 * MS).reason, Some("parse"));
 }

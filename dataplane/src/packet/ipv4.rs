@@ -9,7 +9,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::{Fragment, IpInfo, ParseError, be16, checksum};
+use super::{Fragment, FragmentInfo, IpInfo, ParseError, be16, checksum};
 
 pub const MIN_HEADER_LEN: usize = 20;
 
@@ -72,12 +72,23 @@ pub(crate) fn parse(frame: &[u8], l3: usize, snapped: bool) -> Result<IpInfo, Pa
     } else {
         Fragment::None
     };
+    let frag = if fragment == Fragment::None {
+        FragmentInfo::default()
+    } else {
+        FragmentInfo {
+            id: u32::from(be16(h, field::IDENT).unwrap_or(0)),
+            offset: u32::from(ff & FRAG_OFFSET_MASK) * 8,
+            more: ff & MORE_FRAGMENTS != 0,
+            len: u32::try_from(total - ihl).unwrap_or(0),
+        }
+    };
     Ok(IpInfo {
         version: 4,
         src: IpAddr::V4(addr_at(h, field::SRC)),
         dst: IpAddr::V4(addr_at(h, field::DST)),
         protocol: h[field::PROTOCOL],
         fragment,
+        frag,
         ttl: h[field::TTL],
         end: l3 + total,
         l4_offset: l3 + ihl,

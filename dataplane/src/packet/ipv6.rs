@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use super::{Fragment, IpInfo, ParseError, be16};
+use super::{Fragment, FragmentInfo, IpInfo, ParseError, be16};
 
 pub const HEADER_LEN: usize = 40;
 /// Longest extension-header chain we walk.
@@ -68,6 +68,7 @@ pub(crate) fn parse(frame: &[u8], l3: usize, snapped: bool) -> Result<IpInfo, Pa
     let mut nh = first;
     let mut off = HEADER_LEN;
     let mut fragment = Fragment::None;
+    let mut frag = FragmentInfo::default();
     let mut count = 0;
     loop {
         let len = match nh {
@@ -91,6 +92,17 @@ pub(crate) fn parse(frame: &[u8], l3: usize, snapped: bool) -> Result<IpInfo, Pa
                     return Err(ParseError::TruncatedIpv6ExtHeader);
                 }
                 let ofm = be16(h, off + 2).unwrap_or(0);
+                let id = h
+                    .get(off + 4..off + 8)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .map_or(0, u32::from_be_bytes);
+                frag = FragmentInfo {
+                    id,
+                    offset: u32::from(ofm >> 3) * 8,
+                    more: ofm & 1 != 0,
+                    // The fragmentable part starts after the Fragment header.
+                    len: u32::try_from(total.saturating_sub(off + 8)).unwrap_or(0),
+                };
                 fragment = if ofm >> 3 != 0 {
                     Fragment::NonFirst
                 } else if ofm & 1 != 0 {
@@ -123,6 +135,11 @@ pub(crate) fn parse(frame: &[u8], l3: usize, snapped: bool) -> Result<IpInfo, Pa
         dst: IpAddr::V6(addr_at(h, field::DST)),
         protocol: nh,
         fragment,
+        frag: if fragment == Fragment::None {
+            FragmentInfo::default()
+        } else {
+            frag
+        },
         ttl: h[field::HOP_LIMIT],
         end: l3 + total,
         l4_offset: l3 + off,

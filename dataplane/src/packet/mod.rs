@@ -53,6 +53,19 @@ pub enum FrameKind {
     Other { ethertype: u16 },
 }
 
+/// A fragment's identity and place in its datagram (zero for an unfragmented packet).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FragmentInfo {
+    /// The datagram's identification (IPv4: 16 bits; IPv6 Fragment header: 32).
+    pub id: u32,
+    /// Where this fragment's data starts in the datagram, in bytes.
+    pub offset: u32,
+    /// The More Fragments flag.
+    pub more: bool,
+    /// Bytes of fragment data this fragment carries (per the IP length).
+    pub len: u32,
+}
+
 /// Where a packet sits in an IP fragment train.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Fragment {
@@ -95,6 +108,8 @@ pub struct Parsed {
     /// 4 or 6; 0 for non-IP frames.
     pub ip_version: u8,
     pub fragment: Fragment,
+    /// The fragment's identity and place, for fragments.
+    pub frag: FragmentInfo,
     /// TCP flags (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10, ...); 0 otherwise.
     pub tcp_flags: u8,
     /// A TCP segment's sequence space (connection tracking judges RSTs by it).
@@ -203,6 +218,7 @@ pub(crate) struct IpInfo {
     /// The upper-layer protocol (after IPv6 extension headers).
     pub protocol: u8,
     pub fragment: Fragment,
+    pub frag: FragmentInfo,
     pub ttl: u8,
     /// End of the IP packet (frame offset), per its length field.
     pub end: usize,
@@ -277,6 +293,12 @@ fn parse_inner(frame: &[u8], snapped: bool) -> Result<Parsed, ParseError> {
         l3_end: 0,
         ip_version: 0,
         fragment: Fragment::None,
+        frag: FragmentInfo {
+            id: 0,
+            offset: 0,
+            more: false,
+            len: 0,
+        },
         tcp_flags: 0,
         tcp_seq: strata_rules::conn::TcpSeq::default(),
         icmp_id: None,
@@ -299,6 +321,7 @@ fn parse_inner(frame: &[u8], snapped: bool) -> Result<Parsed, ParseError> {
     p.fields.dst_ip = ip.dst;
     p.fields.protocol = ip.protocol;
     p.fragment = ip.fragment;
+    p.frag = ip.frag;
     p.ttl = ip.ttl;
     p.l3_end = u32::try_from(ip.end).unwrap_or(u32::MAX);
     p.truncated = ip.end > frame.len();

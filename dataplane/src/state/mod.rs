@@ -12,6 +12,7 @@
 
 pub mod conntrack;
 pub mod counters;
+pub mod fragments;
 pub mod nat;
 pub mod uft;
 
@@ -34,6 +35,8 @@ use uft::FlowTable;
 pub struct Limits {
     pub flows: usize,
     pub connections: usize,
+    /// Datagrams whose later fragments are awaited, host-wide.
+    pub fragments: usize,
 }
 
 impl Default for Limits {
@@ -41,6 +44,7 @@ impl Default for Limits {
         Limits {
             flows: 1 << 20,
             connections: 1 << 20,
+            fragments: 4096,
         }
     }
 }
@@ -177,6 +181,8 @@ pub struct EngineState {
     pub clock: u64,
     /// The port whose connections a full NAT pool sweeps next (round robin).
     pub sweep_port: usize,
+    /// Datagrams whose first fragment passed (or not): the verdict their others follow.
+    pub fragments: fragments::FragmentTable,
     pub limits: Limits,
     pub stats: SwitchStats,
 }
@@ -189,6 +195,7 @@ impl EngineState {
             underlay: HashMap::default(),
             clock: 0,
             sweep_port: 0,
+            fragments: fragments::FragmentTable::new(limits.fragments),
             limits,
             stats: SwitchStats::default(),
         }
