@@ -66,16 +66,6 @@ impl Out<'_, '_> {
     }
 }
 
-fn driver(d: raw::Driver) -> &'static str {
-    match d {
-        raw::Driver::Nat => "nat",
-        raw::Driver::Transparent => "transparent",
-        raw::Driver::L2bridge => "l2bridge",
-        raw::Driver::L2tunnel => "l2tunnel",
-        raw::Driver::Overlay => "overlay",
-    }
-}
-
 fn action(a: raw::Action) -> &'static str {
     match a {
         raw::Action::Allow => "allow",
@@ -146,7 +136,7 @@ fn network(o: &mut Out, n: &Spanned<raw::Network>) {
     let n = n.get_ref();
     o.str("name", n.name.get_ref());
     if let Some(drv) = &n.driver {
-        o.str("driver", driver(*drv.get_ref()));
+        o.str("driver", drv.get_ref().as_str());
     }
     let subnets: Vec<Spanned<String>> = n
         .subnet

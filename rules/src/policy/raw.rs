@@ -63,6 +63,19 @@ pub enum Driver {
     Overlay,
 }
 
+impl Driver {
+    /// As the TOML file writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::Nat => "nat",
+            Driver::Transparent => "transparent",
+            Driver::L2bridge => "l2bridge",
+            Driver::L2tunnel => "l2tunnel",
+            Driver::Overlay => "overlay",
+        }
+    }
+}
+
 /// `[[network]]`: a virtual switch segment.
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]

@@ -167,16 +167,19 @@ pub(crate) fn compile_onat(
     let vip = match vip.or_else(|| host_ips.iter().copied().find(|a| a.is_ipv4() == v4)) {
         Some(vip) => vip,
         None => {
-            let msg = format!(
-                "an OutBoundNAT without a vip translates to the host's {} address, and no \
-                 host document gives one: give the host's addresses (a [host] section in \
-                 another file, e.g. `strata check host.toml cni.conf`) or a vip",
-                family(v4)
-            );
+            let f = family(v4);
+            let give = "give the host's addresses (a [host] section in another file, e.g. \
+                        `strata check host.toml cni.conf`) or a vip";
             if instantiated {
+                let msg = format!(
+                    "an OutBoundNAT without a vip translates to the host's {f} address, and no host document gives one: {give}"
+                );
                 d.error(span, object, msg);
             } else {
-                d.warning(span, object, format!("{msg} before endpoints use it"));
+                let msg = format!(
+                    "endpoints will be translated to the host's {f} address (no vip), which no host document gives: {give} before endpoints use it"
+                );
+                d.warning(span, object, msg);
             }
             return None;
         }

@@ -83,11 +83,11 @@ fn attach_cni(d: &mut Diagnostics, existing: &mut raw::Network, cni: CniDoc) {
         && want.get_ref() != have.get_ref()
     {
         let msg = format!(
-            "plugin {} makes {:?} networks, but network {:?} is {:?} (at {})",
+            "plugin {} makes {} networks, but network {:?} is {} (at {})",
             cni.plugin,
-            want.get_ref(),
+            want.get_ref().as_str(),
             existing.name.get_ref(),
-            have.get_ref(),
+            have.get_ref().as_str(),
             d.at(have.span().start)
         );
         d.error(want.span(), &object, msg);
@@ -162,9 +162,10 @@ fn add_cni(d: &mut Diagnostics, file: &mut raw::File, cnis: Vec<CniDoc>) {
             }
             (Some(drv), true) => {
                 let msg = format!(
-                    "driver {:?} is taken from the network's name: wincni.exe attaches to an \
-                     existing HNS network named {name:?} (give it to be sure)",
-                    drv.get_ref()
+                    "driver {} is taken from the network's name: wincni.exe attaches to an \
+                     existing HNS network named {name:?}, which the SDN scripts name after its \
+                     type (give the network to be sure)",
+                    drv.get_ref().as_str()
                 );
                 d.warning(drv.span(), &object, msg);
             }
@@ -172,9 +173,10 @@ fn add_cni(d: &mut Diagnostics, file: &mut raw::File, cnis: Vec<CniDoc>) {
         }
         if cni.assumed_vni {
             let at = net.vni.as_ref().map_or(net.name.span(), |v| v.span());
-            let msg = "the overlay network's VNI is not in a CNI configuration (flannel creates \
-                       the network): Strata assumes 4096, flannel's default on Windows; give the \
-                       network (an HNSNetwork, or a [[network]] in a host document) to set it";
+            let msg = "the overlay network's VNI is not in a CNI configuration (the plugin \
+                       attaches to a network that flannel or OVN's hybrid overlay creates): Strata \
+                       assumes 4096, flannel's default on Windows; give the network (an \
+                       HNSNetwork, or a [[network]] in a host document) to set it";
             d.warning(at, &object, msg);
         }
         file.networks.push(cni.network);
