@@ -109,8 +109,9 @@ ipv6 = "2001:db8:1::10"
 
 #[test]
 fn cni_configurations_alone_are_a_network_and_a_template() {
-    // (file, network, driver, subnets, ACLs, OutBoundNATs, routes)
-    let cases: [(&str, &str, Driver, &[&str], usize, usize, usize); 12] = [
+    // (file, network, driver, subnets, (ACLs, OutBoundNATs, routes))
+    type Case<'a> = (&'a str, &'a str, Driver, &'a [&'a str], usize, usize, usize);
+    let cases: [Case; 12] = [
         (
             "acn_azure_windows.json",
             "azure",
@@ -889,4 +890,100 @@ fn endpoints_compile_in_linear_time_structures() {
         errors,
         "big.toml:100006:8: endpoint \"e1\": duplicate endpoint name: endpoint \"e1\" at line 5 has it"
     );
+}
+
+// ---- the TOML forms of the HNS features ----
+
+#[test]
+fn toml_forms_of_templates_remote_endpoints_outbound_nats_and_routes() {
+    let text = r#"
+[host]
+addresses = ["198.19.0.10", "2001:db8:ff::10"]
+
+[template]
+[[template.acl]]
+action = "block"
+direction = "out"
+remote_addresses = ["198.19.255.254"]
+
+[[network]]
+name = "ov"
+driver = "overlay"
+subnets = ["198.18.4.0/24"]
+vni = 4096
+[network.template]
+[[network.template.route]]
+prefix = "198.18.96.0/20"
+
+[[endpoint]]
+name = "a"
+network = "ov"
+mac = "00:15:5d:04:04:0a"
+ipv4 = "198.18.4.10"
+[[endpoint.outbound_nat]]
+exceptions = ["198.18.0.0/15"]
+[[endpoint.outbound_nat]]
+vip = "2001:db8:ff::10"
+[[endpoint.route]]
+prefix = "198.19.0.10/32"
+
+[[remote_endpoint]]
+name = "far"
+network = "ov"
+ipv4 = "198.18.5.20"
+provider_address = "198.19.0.20"
+"#;
+    let l = ok(&[("p.toml", text)]);
+    let p = &l.policy;
+    assert_eq!(layer_names(p, "a"), ["acl", "nat", "route"]);
+    assert_eq!(layer(p, "a", "acl").groups[0].rules[0].id, "host-acl1");
+    let routes: Vec<&str> = layer(p, "a", "route").groups[0]
+        .rules
+        .iter()
+        .map(|r| r.id.as_str())
+        .collect();
+    assert_eq!(routes, ["route1", "route2", "subnet1"]);
+    assert_eq!(
+        p.network("ov").unwrap().remote_routes[0].prefix,
+        pfx("198.18.5.20/32")
+    );
+
+    let bad = text
+        .replace(
+            "prefix = \"198.19.0.10/32\"",
+            "prefix = \"198.19.0.10/32\"\nvia = 1",
+        )
+        .replace("ipv4 = \"198.18.5.20\"", "ipv4 = \"198.18.4.10\"")
+        .replace("vip = \"2001:db8:ff::10\"", "vip = \"198.19.0.11\"");
+    let errors = refused(&[("p.toml", &bad)]);
+    for expected in [
+        "p.toml:27:1: endpoint \"a\": a second IPv4 OutBoundNAT (the first is outbound_nat #1, at line 25)",
+        "p.toml:31:1: endpoint \"a\" route #1: unknown field `via`",
+        "p.toml:36:8: remote_endpoint \"far\": duplicate IP 198.18.4.10: endpoint \"a\" at line 20 has it",
+    ] {
+        assert!(
+            errors.contains(expected),
+            "missing {expected:?} in\n{errors}"
+        );
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+    /// No document a user hands over, however broken, makes the reader panic.
+    #[test]
+    fn broken_hns_documents_never_panic(doc in 0usize..18, pos in 0usize..5000,
+                                        junk in "[\\[\\]{}\":,a-zA-Z0-9./ \\\\-]{0,8}", cut in 0usize..20) {
+        let mut names: Vec<String> = std::fs::read_dir(WILD).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        let name = &names[doc % names.len()];
+        let mut text = wild(name);
+        let at = pos.min(text.len());
+        let end = (at + cut).min(text.len());
+        if text.is_char_boundary(at) && text.is_char_boundary(end) {
+            text.replace_range(at..end, &junk);
+        }
+        let _ = load(&[("host.toml", &host("cbr0", "l2bridge")), (name, &text)]);
+        let _ = policy::import_hns(&[Source::new(name, &text)]);
+    }
 }

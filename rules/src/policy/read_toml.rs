@@ -30,27 +30,44 @@ fn push_nested(
     position: usize,
     ep: Option<&mut raw::Endpoint>,
 ) -> Result<(), toml::de::Error> {
+    // Parsed even when the endpoint itself is broken, so that its errors show too.
     match key {
-        "acl" => parse_item::<raw::Acl>(sub.clone()).map(|mut a| {
+        "acl" => {
+            let mut a = parse_item::<raw::Acl>(sub.clone())?;
             a.get_mut().position = position;
-            ep.map(|ep| ep.acl.push(a));
-        }),
-        "port_mapping" => parse_item::<raw::PortMapping>(sub.clone()).map(|mut m| {
+            if let Some(ep) = ep {
+                ep.acl.push(a);
+            }
+        }
+        "port_mapping" => {
+            let mut m = parse_item::<raw::PortMapping>(sub.clone())?;
             m.get_mut().position = position;
-            ep.map(|ep| ep.port_mapping.push(m));
-        }),
-        "outbound_nat" => parse_item::<raw::EndpointOutboundNat>(sub.clone()).map(|mut o| {
+            if let Some(ep) = ep {
+                ep.port_mapping.push(m);
+            }
+        }
+        "outbound_nat" => {
+            let mut o = parse_item::<raw::EndpointOutboundNat>(sub.clone())?;
             o.get_mut().position = position;
-            ep.map(|ep| ep.outbound_nat.push(o));
-        }),
-        "route" => parse_item::<raw::Route>(sub.clone()).map(|mut r| {
+            if let Some(ep) = ep {
+                ep.outbound_nat.push(o);
+            }
+        }
+        "route" => {
+            let mut r = parse_item::<raw::Route>(sub.clone())?;
             r.get_mut().position = position;
-            ep.map(|ep| ep.route.push(r));
-        }),
-        _ => parse_item::<raw::Layer>(sub.clone()).map(|l| {
-            ep.map(|ep| ep.layer.push(l));
-        }),
+            if let Some(ep) = ep {
+                ep.route.push(r);
+            }
+        }
+        _ => {
+            let l = parse_item::<raw::Layer>(sub.clone())?;
+            if let Some(ep) = ep {
+                ep.layer.push(l);
+            }
+        }
     }
+    Ok(())
 }
 
 /// Deserializes one `[[endpoint]]`, and each item of its nested lists on its own.
