@@ -987,3 +987,19 @@ proptest::proptest! {
         let _ = policy::import_hns(&[Source::new(name, &text)]);
     }
 }
+
+#[test]
+fn an_outbound_nat_template_on_a_nat_network_is_refused() {
+    // WinNAT translates already: the template's OutBoundNAT would silently do nothing.
+    let conf = r#"{"cniVersion": "0.2.0", "name": "natNetwork", "type": "nat",
+      "ipam": {"subnet": "198.18.1.0/24"},
+      "AdditionalArgs": [{"Name": "EndpointPolicy", "Value": {"Type": "OutBoundNAT", "Settings": {"Exceptions": ["198.18.0.0/15"]}}}]}"#;
+    let errors = refused(&[
+        ("host.toml", &host("natNetwork", "nat")),
+        ("nat.conf", conf),
+    ]);
+    assert!(
+        errors.contains("endpoint \"pod\": the template of network \"natNetwork\" has an OutBoundNAT: OutBoundNAT is for overlay, l2bridge and l2tunnel networks; this endpoint's is nat"),
+        "{errors}"
+    );
+}

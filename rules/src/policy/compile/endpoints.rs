@@ -216,14 +216,19 @@ fn acls(
     templates: &[&CompiledTemplate],
     locked: Option<String>,
 ) -> Vec<AclRule> {
-    let mut ids: Owners<String> = Owners::new();
+    // Ids taken by the templates (duplicates within one list are reported with it).
+    let mut taken: Owners<String> = Owners::new();
     let mut all = Vec::new();
     for t in templates {
         if let (Some(why), false) = (&locked, t.acls.is_empty()) {
             d.error(name.span(), object, format!("{} has ACLs: {why}", t.origin));
         }
         for a in &t.acls {
-            claim(&mut ids, a.rule.id.clone(), t.origin.clone());
+            if let Some(first) = taken.get(&a.rule.id).filter(|f| **f != t.origin) {
+                let msg = format!("duplicate ACL id `{}` ({first} has it)", a.rule.id);
+                d.error(a.id_span.clone(), &a.object, msg);
+            }
+            taken.insert(a.rule.id.clone(), t.origin.clone());
             all.push(a.clone());
         }
     }
@@ -231,14 +236,9 @@ fn acls(
         if let Some(why) = &locked {
             d.error(a.span.clone(), &a.object, why.clone());
         }
-        if let Some(first) = claim(&mut ids, a.rule.id.clone(), String::new())
-            && !first.is_empty()
-        {
-            d.error(
-                a.id_span.clone(),
-                &a.object,
-                format!("duplicate ACL id `{}` ({first} has it)", a.rule.id),
-            );
+        if let Some(first) = taken.get(&a.rule.id) {
+            let msg = format!("duplicate ACL id `{}` ({first} has it)", a.rule.id);
+            d.error(a.id_span.clone(), &a.object, msg);
         }
         all.push(a);
     }
@@ -273,21 +273,31 @@ fn outbound_nats(
     if let Some(on) = net.and_then(|n| n.outbound_nat.clone()) {
         all.push((on, "the network's outbound_nat".into()));
     }
-    for t in templates {
-        all.extend(t.nats.iter().map(|on| (on.clone(), t.origin.clone())));
+    // WinNAT already translates on `nat`; `transparent` keeps the addresses.
+    let refused = net
+        .map(|n| n.driver)
+        .filter(|dr| !outbound_nat_allowed(*dr));
+    let why = |dr: Driver| {
+        format!(
+            "OutBoundNAT is for overlay, l2bridge and l2tunnel networks; this endpoint's is {}",
+            dr.as_str()
+        )
+    };
+    for t in templates.iter().filter(|t| !t.nats.is_empty()) {
+        match refused {
+            Some(dr) => d.error(
+                ep.name.span(),
+                object,
+                format!("{} has an OutBoundNAT: {}", t.origin, why(dr)),
+            ),
+            None => all.extend(t.nats.iter().map(|on| (on.clone(), t.origin.clone()))),
+        }
     }
     for (i, on) in ep.outbound_nat.iter().enumerate() {
         let n = on.get_ref().position.checked_sub(1).unwrap_or(i) + 1;
         let oobj = format!("{object} outbound_nat #{n}");
-        if let Some(dr) = net
-            .map(|n| n.driver)
-            .filter(|dr| !outbound_nat_allowed(*dr))
-        {
-            let why = format!(
-                "OutBoundNAT is for overlay, l2bridge and l2tunnel networks; this endpoint's is {}",
-                dr.as_str()
-            );
-            d.error(on.span(), &oobj, why);
+        if let Some(dr) = refused {
+            d.error(on.span(), &oobj, why(dr));
             continue;
         }
         if let Some(on) = compile_onat(d, &oobj, on, &ctx.host_ips, true) {
@@ -411,6 +421,9 @@ pub(crate) fn compile_endpoint(
     let here = format!("endpoint {:?} at {}", ep.name.get_ref(), d.at(span.start));
     let net = find_network(d, &object, ctx.networks, &ep.network);
     let id = identity(d, &object, &here, &ep, net, claims);
+    if let Some(i) = &ep.interface {
+        good_name(d, span.clone(), &object, "interface", i);
+    }
     let iso = ep
         .isolation
         .as_ref()

@@ -14,6 +14,7 @@ pub(crate) fn compile_uplink(d: &mut Diagnostics, host: Option<Spanned<raw::Host
     let Some(host) = host else {
         return uplink;
     };
+    let span = host.span();
     let host = host.into_inner();
     let object = "host";
     if let Some(name) = host.name
@@ -41,6 +42,11 @@ pub(crate) fn compile_uplink(d: &mut Diagnostics, host: Option<Spanned<raw::Host
         && let Ok(v) = u16::try_from(v)
     {
         uplink.mtu = v;
+    }
+    if let Some(i) = &host.interface
+        && !good_name(d, span, object, "interface", i)
+    {
+        return uplink;
     }
     uplink.interface = host.interface;
     uplink

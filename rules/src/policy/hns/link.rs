@@ -241,21 +241,13 @@ fn remote_endpoint(
     network: Spanned<String>,
 ) -> raw::RemoteEndpoint {
     let p = &ep.policies;
-    let unused = p
-        .acl
-        .iter()
-        .map(|a| a.span())
-        .chain(p.port_mapping.iter().map(|m| m.span()));
-    let unused: Vec<_> = unused
-        .chain(p.outbound_nat.iter().map(|o| o.span()))
-        .chain(p.route.iter().map(|r| r.span()))
-        .collect();
-    for at in unused {
-        d.warning(
-            at,
-            object,
-            "this policy is not used: a remote endpoint has no port on this host",
-        );
+    let acls = p.acl.iter().map(|a| a.span());
+    let mappings = p.port_mapping.iter().map(|m| m.span());
+    let nats = p.outbound_nat.iter().map(|o| o.span());
+    let routes = p.route.iter().map(|r| r.span());
+    for at in acls.chain(mappings).chain(nats).chain(routes) {
+        let why = "this policy is not used: a remote endpoint has no port on this host";
+        d.warning(at, object, why);
     }
     raw::RemoteEndpoint {
         name: Some(name),

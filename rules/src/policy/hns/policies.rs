@@ -7,6 +7,7 @@
 use toml::Spanned;
 
 use super::super::raw;
+use super::super::values::{self, Items, Scalar};
 use super::json::{J, Json, Reader};
 
 /// Endpoint policies as read, for an endpoint or a template.
@@ -66,11 +67,7 @@ const ACL_FIELDS: [&str; 16] = [
 
 /// `Protocol` (one number, as Calico and HNS v1 write it) or `Protocols` (a list); 256 is
 /// HNS's "any protocol".
-fn acl_protocols(
-    r: &mut Reader,
-    s: &Json,
-    object: &str,
-) -> Option<Spanned<crate::policy::values::Items>> {
+fn acl_protocols(r: &mut Reader, s: &Json, object: &str) -> Option<Spanned<Items>> {
     if s.has("Protocol") && s.has("Protocols") {
         let at = s.get("Protocol").map_or(s.span.clone(), |v| v.span.clone());
         r.d.error(at, object, "give Protocol or Protocols, not both");
@@ -80,7 +77,7 @@ fn acl_protocols(
         .get_ref()
         .iter_with(&items.span())
         .iter()
-        .any(|(v, _)| crate::policy::values::int_in(v, "", 256, 256).is_ok());
+        .any(|(v, _)| values::int_in(v, "", 256, 256).is_ok());
     (!any).then_some(items)
 }
 
@@ -91,7 +88,7 @@ fn acl_ports(
     object: &str,
     list: &str,
     one: &str,
-) -> Option<Spanned<crate::policy::values::Items>> {
+) -> Option<Spanned<Items>> {
     if s.has(list) && s.has(one) {
         let at = s.get(one).map_or(s.span.clone(), |v| v.span.clone());
         r.d.error(at, object, format!("give {list} or {one}, not both"));
@@ -100,7 +97,7 @@ fn acl_ports(
         // v1 writes 0 for "no port".
         !matches!(
             i.get_ref().iter_with(&i.span()).as_slice(),
-            [(crate::policy::values::Scalar::Int(0), _)]
+            [(Scalar::Int(0), _)]
         )
     })
 }
