@@ -287,3 +287,34 @@ fn unbounded_and_undecodable_input_is_refused() {
         "{stderr}"
     );
 }
+
+/// The README's CNI example prints what the README says.
+#[test]
+fn readme_cni_example() {
+    let readme = include_str!("../README.md");
+    let section = &readme[readme
+        .find("$ cat host.toml\n")
+        .expect("the README example")..];
+    let host = &section["$ cat host.toml\n".len()..section.find("$ cat cni.conf").unwrap()];
+    let rest = &section[section.find("$ cat cni.conf\n").unwrap() + "$ cat cni.conf\n".len()..];
+    let cni = &rest[..rest.find("$ strata check").unwrap()];
+    let marker = "$ strata check host.toml cni.conf\n";
+    let output = &rest[rest.find(marker).unwrap() + marker.len()..];
+    let output = &output[..output.find("```").unwrap()];
+    let dir = std::env::temp_dir().join(format!("strata-readme-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("host.toml"), host).unwrap();
+    std::fs::write(dir.join("cni.conf"), cni).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .current_dir(&dir)
+        .args(["check", "host.toml", "cni.conf"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        output,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

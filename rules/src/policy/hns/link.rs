@@ -204,7 +204,7 @@ fn assigned_mac(ep: &EpDoc) -> Option<String> {
     ))
 }
 
-/// The network an endpoint names, by name.
+/// The network an endpoint names (by GUID, or name), by name.
 fn network_name(
     d: &mut Diagnostics,
     object: &str,
@@ -489,8 +489,15 @@ pub(crate) fn link(d: &mut Diagnostics, tomls: Vec<raw::File>, import: Import) -
     let mut file = merge_toml(d, tomls);
     merge_host(d, &mut file, import.host);
     merge_template(&mut file, import.host_template);
-    let net_ids = add_networks(&mut file, import.networks);
+    let mut net_ids = add_networks(&mut file, import.networks);
     add_cni(d, &mut file, import.cni);
+    // `VirtualNetwork` holds a GUID, but a name finds its network too.
+    for n in &file.networks {
+        let name = n.get_ref().name.get_ref();
+        net_ids
+            .entry(normalize_id(name))
+            .or_insert_with(|| name.clone());
+    }
     let ep_ids = add_endpoints(d, &mut file, import.endpoints, &net_ids);
     let members = Members::of(&file, ep_ids);
     for list in import.policy_lists {
