@@ -12,7 +12,7 @@ use toml::Spanned;
 
 use super::super::raw;
 use super::json::{J, Json, Reader};
-use super::network::{DRIVERS, empty_network};
+use super::network::{DRIVERS, empty_network, gateway};
 use super::policies::{
     EndpointPolicies, Target, endpoint_policy, network_policy, type_and_settings,
 };
@@ -145,22 +145,6 @@ fn route_gateway(r: &mut Reader, route: &Json, object: &str) -> Option<Spanned<S
     r.string_any(route, object, &["gw", "gateway"])
 }
 
-fn set_gateway(r: &mut Reader, object: &str, net: &mut raw::Network, gw: Option<Spanned<String>>) {
-    let Some(gw) = gw else { return };
-    match &net.gateway {
-        None => net.gateway = Some(gw),
-        Some(first) if first.get_ref() == gw.get_ref() => {}
-        Some(first) => {
-            let msg = format!(
-                "gateway {} is not used: Strata keeps one gateway per network ({})",
-                gw.get_ref(),
-                first.get_ref()
-            );
-            r.d.warning(gw.span(), object, msg);
-        }
-    }
-}
-
 /// `ipam`: `subnet`, `routes` (the default route's gateway), host-local's `ranges`.
 fn ipam(r: &mut Reader, conf: &Json, object: &str, cni: &mut CniDoc) {
     let Some(ipam) = conf.get("ipam").filter(|i| i.is_object()) else {
@@ -180,12 +164,12 @@ fn ipam(r: &mut Reader, conf: &Json, object: &str, cni: &mut CniDoc) {
             );
             subnets.extend(r.string(range, object, "subnet"));
             let gw = r.string(range, object, "gateway");
-            set_gateway(r, object, net, gw);
+            gateway(r, object, net, gw);
         }
     }
     for route in r.array(ipam, object, "routes") {
         let gw = route_gateway(r, route, object);
-        set_gateway(r, object, net, gw);
+        gateway(r, object, net, gw);
     }
     cni.has_subnets = !subnets.is_empty();
     net.subnets.get_or_insert_default().extend(subnets);
@@ -272,7 +256,7 @@ fn options(
     for route in r.array(conf, object, "additionalRoutes") {
         if flag("gatewayFromAdditionalRoutes") {
             let gw = route_gateway(r, route, object);
-            set_gateway(r, object, cni.network.get_mut(), gw);
+            gateway(r, object, cni.network.get_mut(), gw);
         } else {
             r.d.warning(
                 route.span.clone(),

@@ -336,32 +336,20 @@ pub(crate) fn read(d: &mut Diagnostics, base: usize, text: &str, import: &mut Im
         return;
     }
     let mut r = Reader { d };
-    match &root.value {
-        J::Object(_) => read_object(&mut r, &root, import),
-        J::Array(items) if !items.is_empty() => {
-            for item in items {
-                if item.is_object() {
-                    read_object(&mut r, item, import);
-                } else {
-                    r.d.error(
-                        item.span.clone(),
-                        "JSON",
-                        format!("expected an object, not {}", item.kind()),
-                    );
-                }
-            }
+    let items: Vec<&Json> = match &root.value {
+        J::Array(items) => items.iter().collect(),
+        _ => vec![&root],
+    };
+    if items.is_empty() {
+        let msg = "expected an HNS object or an array of them, not an empty array";
+        r.d.error(root.span.clone(), "JSON", msg);
+    }
+    for item in items {
+        if item.is_object() {
+            read_object(&mut r, item, import);
+        } else {
+            let msg = format!("expected an HNS object, not {}", item.kind());
+            r.d.error(item.span.clone(), "JSON", msg);
         }
-        _ => r.d.error(
-            root.span.clone(),
-            "JSON",
-            format!(
-                "expected an HNS object or an array of them, not {}",
-                if matches!(root.value, J::Array(_)) {
-                    "an empty array"
-                } else {
-                    root.kind()
-                }
-            ),
-        ),
     }
 }

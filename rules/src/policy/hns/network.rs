@@ -167,7 +167,12 @@ fn v1_subnets<'j>(
 }
 
 /// The first gateway given is the network's; Strata keeps one per network.
-fn gateway(r: &mut Reader, object: &str, net: &mut raw::Network, gw: Option<Spanned<String>>) {
+pub(crate) fn gateway(
+    r: &mut Reader,
+    object: &str,
+    net: &mut raw::Network,
+    gw: Option<Spanned<String>>,
+) {
     let Some(gw) = gw.filter(|g| !g.get_ref().trim().is_empty()) else {
         return;
     };
