@@ -322,7 +322,9 @@ impl Engine {
         {
             let stats = &mut self.state.stats;
             stats.forwarded -= 1;
-            stats.dropped[DropReason::Parse.index()] += 1;
+            if let Some(n) = stats.dropped.get_mut(DropReason::Parse.index()) {
+                *n += 1;
+            }
             v.egress = None;
             v.drop = Some(DropReason::Parse);
             return None;

@@ -233,7 +233,13 @@ pub(crate) struct IpInfo {
 #[inline]
 pub(crate) fn be16(b: &[u8], off: usize) -> Option<u16> {
     let s = b.get(off..off.checked_add(2)?)?;
-    Some(u16::from_be_bytes([s[0], s[1]]))
+    <[u8; 2]>::try_from(s).ok().map(u16::from_be_bytes)
+}
+
+/// The byte at `off`, or 0 past the end (callers have checked the length first).
+#[inline]
+pub(crate) fn u8_at(b: &[u8], off: usize) -> u8 {
+    b.get(off).copied().unwrap_or(0)
 }
 
 #[inline]

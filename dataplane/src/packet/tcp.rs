@@ -1,7 +1,7 @@
 //! TCP (RFC 9293): ports, flags and sequence space for connection tracking, the header
 //! length.
 
-use super::{ParseError, be16};
+use super::{ParseError, be16, u8_at};
 
 pub const MIN_HEADER_LEN: usize = 20;
 
@@ -72,7 +72,7 @@ pub fn parse(l4: &[u8]) -> Result<TcpInfo, ParseError> {
     if l4.len() < MIN_HEADER_LEN {
         return Err(ParseError::TruncatedTcp);
     }
-    let header_len = usize::from(l4[field::DATA_OFFSET] >> 4) * 4;
+    let header_len = usize::from(u8_at(l4, field::DATA_OFFSET) >> 4) * 4;
     if header_len < MIN_HEADER_LEN {
         return Err(ParseError::TcpBadDataOffset);
     }
@@ -80,7 +80,7 @@ pub fn parse(l4: &[u8]) -> Result<TcpInfo, ParseError> {
     if header_len > l4.len() {
         return Err(ParseError::TruncatedTcp);
     }
-    let flags = l4[field::FLAGS];
+    let flags = u8_at(l4, field::FLAGS);
     let wscale = if flags & SYN != 0 {
         window_scale(l4.get(MIN_HEADER_LEN..header_len).unwrap_or(&[]))
     } else {

@@ -148,7 +148,7 @@ impl ConnTable {
             self.remove(r);
             return None;
         }
-        self.slots[r.slot as usize].conn.as_mut()
+        self.slots.get_mut(r.slot as usize)?.conn.as_mut()
     }
 
     /// Finds the live connection with this originating direction and key.
@@ -184,9 +184,12 @@ impl ConnTable {
         }
         let idx = (conn.orig_dir, conn.key);
         let exit = (conn.orig_dir, conn.exit_key);
-        let r = match self.free.pop() {
-            Some(slot) => {
-                let s = &mut self.slots[slot as usize];
+        let reused = self
+            .free
+            .pop()
+            .and_then(|slot| Some((slot, self.slots.get_mut(slot as usize)?)));
+        let r = match reused {
+            Some((slot, s)) => {
                 s.serial = s.serial.wrapping_add(1);
                 s.conn = Some(conn);
                 ConnRef {

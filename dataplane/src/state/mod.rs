@@ -163,7 +163,11 @@ impl SwitchStats {
     pub fn count(&mut self, drop: Option<DropReason>) {
         self.packets += 1;
         match drop {
-            Some(r) => self.dropped[r.index()] += 1,
+            Some(r) => {
+                if let Some(n) = self.dropped.get_mut(r.index()) {
+                    *n += 1;
+                }
+            }
             None => self.forwarded += 1,
         }
     }
