@@ -21,13 +21,26 @@ use std::sync::Arc;
 use strata_rules::model::{Direction, Mac, Policy};
 
 use crate::DropReason;
+use crate::flow::FlowKey;
 use crate::packet::{self, Fragment, FrameKind, Parsed};
+use crate::policy::Decision;
 use crate::policy::{CompileOptions, CompiledPolicy, PortId};
 use crate::state::fragments::DatagramKey;
+use crate::state::path::{PathEntry, PathKey};
+use crate::state::uft::FlowPins;
 use crate::state::{EngineState, Limits, SwitchStats};
 use crate::switch::{FrameInfo, Switch};
 use crate::transpose::bytes::{self, DEFAULT_HEADROOM, PacketBuf};
 use crate::verdict::{Answer, Verdict, VerdictRecord};
+use strata_rules::conn::tcp_flags;
+
+/// The direction a frame entering at `ingress` travels.
+fn direction_of(ingress: PortId) -> Direction {
+    match ingress {
+        PortId::Endpoint(_) => Direction::Out,
+        PortId::Uplink => Direction::In,
+    }
+}
 
 /// The datagram a fragment belongs to.
 fn datagram(ingress: PortId, p: &Parsed) -> DatagramKey {
@@ -193,10 +206,33 @@ impl Engine {
             };
         };
         let ip = matches!(info, FrameInfo::Ip(_));
+        // A whole packet of a flow (not an ICMP error, not a fragment): the path table
+        // may answer for it, and learns its path otherwise.
+        let path = match &info {
+            FrameInfo::Ip(m) if m.related.is_none() && p.fragment == Fragment::None => {
+                Some(PathKey::new(FlowKey::of(direction_of(ingress), m), ingress))
+            }
+            _ => None,
+        };
+        const CONNECTION_FLAGS: u8 = tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST;
+        if let Some(key) = &path
+            && p.tcp_flags & CONNECTION_FLAGS == 0
+            && let Some(mut verdict) = self.replay(key, ingress, &p, rx.ts_ns)
+        {
+            let output = verdict
+                .egress
+                .and_then(|e| self.rewrite(&mut verdict, e, &rx, &p));
+            return Outcome { verdict, output };
+        }
+        self.state.legs.clear();
+        self.state.legs_cacheable = true;
         let mut verdict = match p.fragment {
             Fragment::NonFirst if ip => self.follow(ingress, &p, rx.ts_ns),
             _ => self.decide(ingress, &info, rx.ts_ns),
         };
+        if let Some(key) = path {
+            self.learn_path(key, &p, &verdict);
+        }
         if ip && p.fragment == Fragment::First {
             let now = self.state.clock;
             self.state
@@ -220,6 +256,101 @@ impl Engine {
             state: &mut self.state,
         };
         sw.decide(ingress, frame, ts_ns)
+    }
+
+    /// Answers a packet from the path table, if its path still holds (see
+    /// `state::path`): every port it crossed counts it and keeps its connection alive as
+    /// its own fast path would.
+    fn replay(
+        &mut self,
+        key: &PathKey,
+        ingress: PortId,
+        p: &Parsed,
+        ts_ns: u64,
+    ) -> Option<Verdict> {
+        let policy = &self.policy;
+        let st = &mut self.state;
+        let e = st.paths.get(key)?;
+        let pins = FlowPins::of(&p.fields);
+        if e.pins != pins || e.topology != policy.topology || e.underlay != st.underlay_epoch {
+            return None;
+        }
+        let now = st.clock.max(ts_ns);
+        for leg in &e.legs {
+            let port = policy.port(leg.slot)?;
+            let ps = st.ports.get_mut(leg.slot)?.as_mut()?;
+            let holds = port.incarnation == leg.incarnation
+                && port.generation == leg.generation
+                && ps.incarnation == leg.incarnation
+                && ps.version == leg.version
+                && leg.conn.is_none_or(|(c, _)| {
+                    ps.conns
+                        .live(c, now)
+                        .is_some_and(|c| c.generation == leg.generation)
+                });
+            if !holds {
+                // An expired connection found on the way gives its NAT port back.
+                ps.release(&mut st.nat);
+                return None;
+            }
+        }
+        st.clock = now;
+        for leg in &e.legs {
+            let Some(Some(ps)) = st.ports.get_mut(leg.slot) else {
+                continue;
+            };
+            let c = &mut ps.counters;
+            match leg.dir {
+                Direction::Out => c.packets_out += 1,
+                Direction::In => c.packets_in += 1,
+            }
+            c.fast_path += 1;
+            if leg.dropped {
+                c.dropped += 1;
+            }
+            c.count_hits(leg.hits.iter().map(|&w| Decision::unpack(w)));
+            if let Some((conn, orig)) = leg.conn {
+                ps.conns.touch(conn, p.tcp_flags, &p.tcp_seq, orig, now);
+            }
+        }
+        let verdict = Verdict {
+            ingress,
+            direction: direction_of(ingress),
+            egress: e.egress,
+            drop: e.drop,
+            decided: e.decided,
+            rewrite: e.rewrite,
+            answer: None,
+            icmp_inner: None,
+        };
+        st.stats.count(verdict.drop);
+        Some(verdict)
+    }
+
+    /// Records the path a packet took, if every port traversal on it may be replayed and
+    /// nothing else depended on state: drops are recorded only when a port dropped it.
+    fn learn_path(&mut self, key: PathKey, p: &Parsed, v: &Verdict) {
+        let st = &mut self.state;
+        let port_dropped = st.legs.last().is_some_and(|l| l.dropped);
+        if !st.legs_cacheable
+            || st.legs.is_empty()
+            || v.answer.is_some()
+            || v.icmp_inner.is_some()
+            || (v.drop.is_some() && !port_dropped)
+        {
+            return;
+        }
+        let entry = PathEntry {
+            pins: FlowPins::of(&p.fields),
+            topology: self.policy.topology,
+            underlay: st.underlay_epoch,
+            egress: v.egress,
+            drop: v.drop,
+            decided: v.decided,
+            rewrite: v.rewrite,
+            legs: std::mem::take(&mut st.legs),
+        };
+        st.paths.insert(key, entry);
     }
 
     /// A later fragment: the verdict of its datagram's first, if it may follow it.

@@ -9,6 +9,7 @@ use super::{PortPath, Traversal};
 use crate::drop::DropReason;
 use crate::flow::{FlowKey, PacketMeta};
 use crate::policy::Decision;
+use crate::state::LastLeg;
 use crate::state::conntrack::Touch;
 use crate::state::uft::{CachedAction, Delivery};
 
@@ -46,6 +47,11 @@ impl PortPath<'_> {
         }
         st.counters
             .count_hits(e.hits.iter().map(|&w| Decision::unpack(w)));
+        st.last = LastLeg {
+            cacheable: true,
+            conn: conn.map(|c| (c, from_orig)),
+            hits: e.hits.clone(),
+        };
         if e.topology == self.topology {
             t.delivery = e.delivery;
         } else {

@@ -14,9 +14,9 @@ use super::evaluate::{Evaluation, evaluate};
 use super::{PortPath, Traversal};
 use crate::drop::DropReason;
 use crate::flow::{FlowKey, PacketMeta};
-use crate::state::NatState;
 use crate::state::conntrack::{Bindings, ConnRef, Connection, Touch};
 use crate::state::uft::{CachedAction, Delivery, FlowEntry, FlowPins};
+use crate::state::{LastLeg, NatState};
 use crate::transpose::Transposition;
 
 /// The rewrite that turns a reply of a connection (entered as `entry`, left as `exit`)
@@ -254,7 +254,9 @@ impl PortPath<'_> {
             nat.owners.insert(b, (self.slot, c));
         }
         // A flow cached before this connection existed must now be seen as its reply.
-        self.state.flows.remove(&FlowKey::reply_of(dir, &exit_key));
+        if self.state.flows.remove(&FlowKey::reply_of(dir, &exit_key)) {
+            self.state.version += 1;
+        }
         let action = CachedAction::Allow {
             conn: Some(c),
             decided: ev.decided,
@@ -270,6 +272,16 @@ impl PortPath<'_> {
         rewrite: Transposition,
         hits: SmallVec<[u64; 4]>,
     ) {
+        // What the flow table now answers, the path table may replay.
+        self.state.last = LastLeg {
+            cacheable: true,
+            conn: match action {
+                CachedAction::Reply(c) => Some((c, false)),
+                CachedAction::Allow { conn, .. } => conn.map(|c| (c, true)),
+                CachedAction::Drop { .. } => None,
+            },
+            hits: hits.clone(),
+        };
         let entry = FlowEntry {
             pins: FlowPins::of(&m.fields),
             generation: self.port.generation,

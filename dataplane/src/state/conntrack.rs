@@ -132,6 +132,15 @@ impl ConnTable {
         self.index.is_empty()
     }
 
+    /// Bytes the table holds on the heap: the slab, its free list and both indexes.
+    pub fn memory_bytes(&self) -> usize {
+        let index = std::mem::size_of::<((Direction, ConnKey), ConnRef)>();
+        self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.free.capacity() * std::mem::size_of::<u32>()
+            + super::uft::hash_table_bytes(self.index.capacity(), index)
+            + super::uft::hash_table_bytes(self.by_exit.capacity(), index)
+    }
+
     pub fn get(&self, r: ConnRef) -> Option<&Connection> {
         let s = self.slots.get(r.slot as usize)?;
         if s.serial != r.serial {

@@ -14,6 +14,7 @@ pub mod conntrack;
 pub mod counters;
 pub mod fragments;
 pub mod nat;
+pub mod path;
 pub mod uft;
 
 use std::collections::{HashMap, HashSet};
@@ -100,6 +101,16 @@ impl NatState {
     }
 }
 
+/// What a port's last traversal was, for the path table: whether it may be replayed
+/// from a path entry (a flow-table answer or a cached slow-path decision), its
+/// connection and its decisions.
+#[derive(Clone, Debug, Default)]
+pub struct LastLeg {
+    pub cacheable: bool,
+    pub conn: Option<(ConnRef, bool)>,
+    pub hits: smallvec::SmallVec<[u64; 4]>,
+}
+
 /// One port's state.
 pub struct PortState {
     /// The port incarnation this state belongs to.
@@ -109,6 +120,11 @@ pub struct PortState {
     pub flows: FlowTable,
     pub conns: ConnTable,
     pub counters: PortCounters,
+    /// The last traversal, for the path table.
+    pub last: LastLeg,
+    /// Moves when a cached flow is forgotten because a new connection made it a reply:
+    /// paths recorded through this port before then no longer hold.
+    pub version: u64,
 }
 
 impl PortState {
@@ -119,6 +135,8 @@ impl PortState {
             flows: FlowTable::new(limits.flows),
             conns: ConnTable::new(limits.connections),
             counters: PortCounters::for_layers(&p.layers),
+            last: LastLeg::default(),
+            version: 0,
         }
     }
 
@@ -187,6 +205,13 @@ pub struct EngineState {
     pub sweep_port: usize,
     /// Datagrams whose first fragment passed (or not): the verdict their others follow.
     pub fragments: fragments::FragmentTable,
+    /// The unified flow table: whole paths.
+    pub paths: path::PathTable,
+    /// The traversals of the frame being decided, and whether they may be replayed.
+    pub legs: smallvec::SmallVec<[path::Leg; 2]>,
+    pub legs_cacheable: bool,
+    /// Bumped whenever a learned underlay MAC changes (encapsulations depend on it).
+    pub underlay_epoch: u64,
     pub limits: Limits,
     pub stats: SwitchStats,
 }
@@ -200,6 +225,10 @@ impl EngineState {
             clock: 0,
             sweep_port: 0,
             fragments: fragments::FragmentTable::new(limits.fragments),
+            paths: path::PathTable::new(limits.flows),
+            legs: smallvec::SmallVec::new(),
+            legs_cacheable: false,
+            underlay_epoch: 0,
             limits,
             stats: SwitchStats::default(),
         }
@@ -238,6 +267,16 @@ impl EngineState {
     /// The state of the port in `slot`.
     pub fn port(&self, slot: usize) -> Option<&PortState> {
         self.ports.get(slot)?.as_ref()
+    }
+
+    /// Bytes of flow and connection state (every port's tables) on the heap.
+    pub fn flow_state_bytes(&self) -> usize {
+        self.ports
+            .iter()
+            .flatten()
+            .map(|p| p.flows.memory_bytes() + p.conns.memory_bytes())
+            .sum::<usize>()
+            + self.paths.memory_bytes()
     }
 
     /// NAT ports in use by connections on the host.

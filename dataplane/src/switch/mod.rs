@@ -24,6 +24,7 @@ use crate::flow::{FlowKey, PacketMeta};
 use crate::policy::{CompiledPolicy, Decision, PortId};
 use crate::port::{PortPath, Traversal};
 use crate::state::EngineState;
+use crate::state::path::Leg;
 use crate::state::uft::Delivery;
 use crate::transpose::Transposition;
 use crate::verdict::{Answer, Verdict};
@@ -202,7 +203,21 @@ impl Switch<'_> {
             slot: p,
             topology: policy.topology,
         };
-        path.traverse(dir, m, now, &mut st.nat)
+        let t = path.traverse(dir, m, now, &mut st.nat);
+        // Note the traversal for the path table.
+        let last = &path.state.last;
+        st.legs_cacheable &= last.cacheable;
+        st.legs.push(Leg {
+            slot: p,
+            incarnation: port.incarnation,
+            generation: port.generation,
+            version: path.state.version,
+            dir,
+            conn: last.conn,
+            hits: last.hits.clone(),
+            dropped: t.drop.is_some(),
+        });
+        t
     }
 
     /// The receiver's layers, inbound.
