@@ -197,23 +197,21 @@ impl Engine {
         }
         let parsed = packet::parse_captured(rx.data, rx.orig_len);
         let ingress = self.ingress(&rx, &parsed);
-        let info = FrameInfo::from_frame(rx.data, &parsed, self.policy.vxlan_ports());
         let Ok(p) = parsed else {
-            let verdict = self.decide(ingress, &info, rx.ts_ns);
+            let verdict = self.decide(ingress, &FrameInfo::Malformed, rx.ts_ns);
             return Outcome {
                 verdict,
                 output: None,
             };
         };
-        let ip = matches!(info, FrameInfo::Ip(_));
-        // A whole packet of a flow (not an ICMP error, not a fragment): the path table
-        // may answer for it, and learns its path otherwise.
-        let path = match &info {
-            FrameInfo::Ip(m) if m.related.is_none() && p.fragment == Fragment::None => {
-                Some(PathKey::new(FlowKey::of(direction_of(ingress), m), ingress))
-            }
-            _ => None,
-        };
+        // A whole packet of a flow (not an ICMP error, not a fragment, not VXLAN for this
+        // host): the path table may answer for it, and learns its path otherwise.
+        let path = self.whole_flow_packet(&p).then(|| {
+            PathKey::new(
+                FlowKey::of_fields(direction_of(ingress), &p.fields, p.icmp_id),
+                ingress,
+            )
+        });
         const CONNECTION_FLAGS: u8 = tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST;
         if let Some(key) = &path
             && p.tcp_flags & CONNECTION_FLAGS == 0
@@ -224,6 +222,8 @@ impl Engine {
                 .and_then(|e| self.rewrite(&mut verdict, e, &rx, &p));
             return Outcome { verdict, output };
         }
+        let info = FrameInfo::from_frame(rx.data, &Ok(p), self.policy.vxlan_ports());
+        let ip = matches!(info, FrameInfo::Ip(_));
         self.state.legs.clear();
         self.state.legs_cacheable = true;
         let mut verdict = match p.fragment {
@@ -256,6 +256,20 @@ impl Engine {
             state: &mut self.state,
         };
         sw.decide(ingress, frame, ts_ns)
+    }
+
+    /// Whether a parsed frame is a whole IP packet of a flow, as the path table keeps
+    /// them: not a fragment, not an ICMP error (it follows another connection), not
+    /// VXLAN to one of this host's VXLAN ports (decapsulated, not forwarded).
+    fn whole_flow_packet(&self, p: &Parsed) -> bool {
+        let f = &p.fields;
+        matches!(p.kind, FrameKind::Ip)
+            && p.fragment == Fragment::None
+            && !f
+                .icmp
+                .is_some_and(|(t, _)| bytes::is_icmp_error(p.ip_version, t))
+            && !(f.protocol == strata_rules::model::proto::UDP
+                && self.policy.vxlan_ports().contains(&f.dst_port))
     }
 
     /// Answers a packet from the path table, if its path still holds (see

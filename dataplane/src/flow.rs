@@ -73,9 +73,13 @@ fn key(dir: Direction, src: IpAddr, dst: IpAddr, protocol: u8, a: u16, b: u16) -
 
 impl FlowKey {
     pub fn of(dir: Direction, m: &PacketMeta) -> FlowKey {
-        let f = &m.fields;
+        FlowKey::of_fields(dir, &m.fields, m.icmp_id)
+    }
+
+    /// The key of a packet with these fields (and ICMP echo identifier).
+    pub fn of_fields(dir: Direction, f: &Fields, icmp_id: Option<u16>) -> FlowKey {
         let (a, b) = match f.icmp {
-            Some((t, _)) if is_icmp_echo(f.protocol, t) => (m.icmp_id.unwrap_or(0), ECHO),
+            Some((t, _)) if is_icmp_echo(f.protocol, t) => (icmp_id.unwrap_or(0), ECHO),
             Some((t, c)) => (0, u16::from_be_bytes([t, c])),
             None => (f.src_port, f.dst_port),
         };

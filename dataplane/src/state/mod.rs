@@ -34,6 +34,7 @@ use uft::FlowTable;
 /// Table sizes of each port.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
+    /// Flows cached per port (and whole paths per engine); 0 caches nothing.
     pub flows: usize,
     pub connections: usize,
     /// Datagrams whose later fragments are awaited, host-wide.

@@ -81,7 +81,8 @@ impl PathTable {
     pub fn new(capacity: usize) -> PathTable {
         PathTable {
             map: HashMap::default(),
-            capacity: capacity.max(1),
+            // 0: cache nothing.
+            capacity,
         }
     }
 
@@ -98,6 +99,9 @@ impl PathTable {
     }
 
     pub fn insert(&mut self, key: PathKey, entry: PathEntry) {
+        if self.capacity == 0 {
+            return;
+        }
         if self.map.len() >= self.capacity
             && !self.map.contains_key(&key)
             && let Some(k) = self.map.keys().next().copied()

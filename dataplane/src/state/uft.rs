@@ -99,7 +99,8 @@ impl FlowTable {
         FlowTable {
             // Starts empty and grows on the slow path up to `capacity`.
             map: HashMap::default(),
-            capacity: capacity.max(1),
+            // 0: cache nothing (every packet takes the slow path: a cold engine).
+            capacity,
             evictions: 0,
         }
     }
@@ -130,6 +131,9 @@ impl FlowTable {
     }
 
     pub fn insert(&mut self, key: FlowKey, entry: FlowEntry) {
+        if self.capacity == 0 {
+            return;
+        }
         if self.map.len() >= self.capacity && !self.map.contains_key(&key) {
             // Evict one entry: any will do, it is only a cache.
             if let Some(k) = self.map.keys().next().copied() {
