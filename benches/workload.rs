@@ -14,7 +14,10 @@
 //!   addresses, port and checksums rewritten in every frame;
 //! - `vxlan`: a hit that is VXLAN-encapsulated to a remote host (an overlay network);
 //! - `new`: every frame a new connection, through three layers (an ACL layer of 10,000
-//!   rules and two custom layers): the slow path, counted in connections per second.
+//!   rules and two custom layers): the slow path, counted in connections per second;
+//! - `full`: the same frames against a connection table already full of live
+//!   connections (1,000): every frame a new flow refused (`connection-table-full`), the
+//!   flood case — its rate is to be compared with `new`'s.
 //!
 //! With several workers each owns a disjoint share of the flows (as the service's
 //! ownership rule gives them) and runs on its own thread.
@@ -25,8 +28,13 @@
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use strata_dataplane::CompiledPolicy;
 use strata_dataplane::device::memory::MemoryDevice;
 use strata_dataplane::engine::Engine;
+use strata_dataplane::policy::CompileOptions;
+use strata_dataplane::state::Limits;
 use strata_dataplane::worker::Worker;
 use strata_rules::Policy;
 
@@ -37,6 +45,7 @@ pub enum Mode {
     Snat,
     Vxlan,
     New,
+    Full,
 }
 
 impl Mode {
@@ -46,11 +55,12 @@ impl Mode {
             Mode::Snat => "snat",
             Mode::Vxlan => "vxlan",
             Mode::New => "new",
+            Mode::Full => "full",
         }
     }
 
     pub fn parse(s: &str) -> Option<Mode> {
-        [Mode::Hit, Mode::Snat, Mode::Vxlan, Mode::New]
+        [Mode::Hit, Mode::Snat, Mode::Vxlan, Mode::New, Mode::Full]
             .into_iter()
             .find(|m| m.name() == s)
     }
@@ -64,6 +74,9 @@ impl Mode {
         }
     }
 }
+
+/// The connection table of `full` mode, full before the measured frames arrive.
+pub const FULL_TABLE: usize = 1000;
 
 /// The endpoint that sends, and the host (its gateway) it sends through.
 const EP_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -91,7 +104,7 @@ pub fn policy_text(mode: Mode) -> String {
              [[network.remote_subnet_route]]\nprefix = \"198.18.128.0/17\"\nprovider_address = \"198.19.255.253\"\n\
              [[endpoint]]\nname = \"ep\"\nnetwork = \"o\"\nmac = \"02:00:00:00:00:01\"\nipv4 = \"198.18.127.1\"\n"
         ),
-        Mode::New => {
+        Mode::New | Mode::Full => {
             let mut t = format!(
                 "{HEADER}[[network]]\nname = \"t\"\ndriver = \"transparent\"\nsubnets = [\"198.18.0.0/16\"]\n\
                  [[endpoint]]\nname = \"ep\"\nnetwork = \"t\"\nmac = \"02:00:00:00:00:01\"\nipv4 = \"198.18.255.1\"\n"
@@ -165,7 +178,7 @@ pub fn frames_of(mode: Mode, n: u32, first: u32, step: u32) -> Vec<Vec<u8>> {
             // For `new`, every frame is its own flow: the source port and the
             // destination together never repeat within 2^24 frames.
             let (dst, sport) = match mode {
-                Mode::New => (0xC613_0000 | (i >> 8), 1024 + (i & 0xff) as u16),
+                Mode::New | Mode::Full => (0xC613_0000 | (i >> 8), 1024 + (i & 0xff) as u16),
                 _ => (destination(mode, i), 1024 + (i % 60_000) as u16),
             };
             // The endpoint's own address: 198.18.255.1, on the overlay 198.18.127.1.
@@ -196,13 +209,32 @@ impl Bench {
     pub fn of(mode: Mode, flows: u32, w: u32, workers: u32) -> Bench {
         let workers = workers.max(1);
         let share = flows.max(1).div_ceil(workers);
-        let engine = Engine::for_policy(&policy(mode));
+        let engine = match mode {
+            Mode::Full => {
+                let compiled =
+                    CompiledPolicy::compile(&policy(mode), None, CompileOptions::default());
+                let limits = Limits {
+                    connections: FULL_TABLE,
+                    ..Limits::default()
+                };
+                Engine::new(Arc::new(compiled), limits)
+            }
+            _ => Engine::for_policy(&policy(mode)),
+        };
         let mut b = Bench {
             worker: Worker::new(engine),
             device: MemoryDevice::new(frames_of(mode, share, w, workers), None, 0),
         };
-        if mode != Mode::New {
-            b.pass(1);
+        match mode {
+            Mode::New => {}
+            Mode::Full => {
+                // Fill the table with live connections (other flows than the measured).
+                let fill = frames_of(Mode::Full, FULL_TABLE as u32, 1 << 23, 1);
+                let mut filler = MemoryDevice::new(fill, None, 1);
+                let never = AtomicBool::new(false);
+                let _ = b.worker.run(&mut [&mut filler], &mut (), &never);
+            }
+            _ => b.pass(1),
         }
         b
     }
@@ -262,7 +294,7 @@ fn measure_one(
     rounds: u32,
     round: Duration,
 ) -> Measured {
-    if mode == Mode::New {
+    if matches!(mode, Mode::New | Mode::Full) {
         // Every round a fresh engine and a pass of new flows: connections per second.
         let mut best = Measured {
             pps: 0.0,

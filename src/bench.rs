@@ -30,7 +30,8 @@ pub enum BenchCommand {
         flows: u32,
         /// hit (flow-table hit, plain allow), snat (hit with SNAT), vxlan (hit with VXLAN
         /// encapsulation), new (every frame a new connection through three layers with
-        /// 10,000 ACL rules; mpps then counts millions of connections per second).
+        /// 10,000 ACL rules; mpps then counts millions of connections per second), full
+        /// (the same against a full connection table: every frame refused).
         #[arg(long, default_value = "hit")]
         mode: String,
         /// Workers, each on its own thread with its share of the flows.
@@ -70,7 +71,7 @@ pub fn run(cmd: BenchCommand) -> Result<(), Failure> {
         } => {
             let Some(m) = workload::Mode::parse(&mode) else {
                 return Err(Failure::Input(format!(
-                    "--mode {mode:?}: expected hit, snat, vxlan or new"
+                    "--mode {mode:?}: expected hit, snat, vxlan, new or full"
                 )));
             };
             if flows == 0 || flows > m.max_flows() {

@@ -74,3 +74,18 @@ fn the_rewriting_modes_rewrite() {
     assert_eq!(outer.fields.dst_ip.to_string(), "198.19.255.253");
     assert_eq!(outer.fields.dst_port, 4789);
 }
+
+#[test]
+fn the_full_mode_refuses_every_new_flow_and_keeps_its_table() {
+    let mut b = Bench::of(Mode::Full, 5000, 0, 1);
+    assert_eq!(
+        b.worker.engine().report().connections,
+        workload::FULL_TABLE,
+        "filled"
+    );
+    b.pass(1);
+    let stats = b.worker.engine().stats();
+    let full = strata_dataplane::DropReason::ConnectionTableFull.index();
+    assert_eq!(stats.dropped[full], 5000, "{stats:?}");
+    assert_eq!(b.worker.engine().report().connections, workload::FULL_TABLE);
+}
