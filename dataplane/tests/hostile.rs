@@ -111,6 +111,9 @@ fn the_outside_reaches_a_nat_container_only_through_port_mappings() {
         let s = send(&mut e, &f, MS);
         assert_eq!((s.out, s.reason), (None, Some("not-exposed")), "{what}");
     }
+    // The host itself (its own address) reaches the internal prefix.
+    let from_host = tcp((OUTSIDE_MAC, "198.19.0.10", 40003), (WEB.0, WEB.1, 80), SYN);
+    assert_eq!(send(&mut e, &from_host, MS).out.as_deref(), Some("web"));
     // The port mapping is the way in, and web's answer leaves as the host's address.
     let s = send(
         &mut e,

@@ -592,7 +592,9 @@ impl RefSwitch {
                 .iter()
                 .position(|q| q.mac == f.dst_mac)
                 .or_else(|| self.owner_of(f.dst_ip));
-            if direct.is_some_and(|i| self.hidden(i)) {
+            // Only the host itself reaches a hidden container directly.
+            let from_host = self.policy.uplink.ips.contains(&f.src_ip);
+            if direct.is_some_and(|i| self.hidden(i)) && !from_host {
                 return drop_verdict(Some("not-exposed"), None);
             }
         }

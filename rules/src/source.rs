@@ -11,7 +11,8 @@
 //!
 //! The uplink may not claim the address of a local endpoint that the outside cannot
 //! reach: one on a `nat` network (reachable only through port mappings) or an `overlay`
-//! network (reachable only encapsulated).
+//! network (reachable only encapsulated). Only the host itself (a frame from one of its
+//! own addresses) reaches such containers directly.
 
 use std::net::IpAddr;
 

@@ -129,9 +129,10 @@ impl Switch<'_> {
             .policy
             .slot_of_mac(&f.dst_mac)
             .or_else(|| self.policy.slot_of_ip(&f.dst_ip));
-        if direct.is_some_and(|q| self.hidden(q)) {
+        if direct.is_some_and(|q| self.hidden(q)) && !self.policy.is_host_address(f.src_ip) {
             // A NAT network is reached from outside only through the host's addresses
-            // (port mappings, replies of its connections); an overlay only encapsulated.
+            // (port mappings, replies of its connections), an overlay only
+            // encapsulated; only the host itself reaches their containers directly.
             return Route::Drop(DropReason::NotExposed);
         }
         let (q, mut t) = if let Some(q) = self.policy.slot_of_mac(&f.dst_mac) {
