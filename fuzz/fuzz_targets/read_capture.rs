@@ -1,28 +1,7 @@
-//! Arbitrary bytes as a capture file: reading must end (with frames and at most one
-//! error, last) and never panic; every frame must parse or fail cleanly.
+//! Arbitrary bytes as a pcap/pcapng file: `checks::read_capture`.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use strata_dataplane::capture::CaptureReader;
-use strata_dataplane::packet;
+#[path = "../checks.rs"]
+mod checks;
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(reader) = CaptureReader::from_bytes(data.to_vec()) else {
-        return;
-    };
-    let mut errored = false;
-    for r in reader {
-        assert!(!errored, "a frame after the error");
-        match r {
-            Ok(f) => {
-                if f.is_ethernet() {
-                    let _ = packet::parse_captured(&f.data, f.orig_len);
-                }
-            }
-            Err(e) => {
-                let _ = e.to_string();
-                errored = true;
-            }
-        }
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::read_capture(data));

@@ -331,6 +331,21 @@ impl CaptureReader {
                 return None;
             };
             let rest = self.src.rest();
+            // Every block but a section header is at least 12 bytes long; pcap-parser
+            // 0.17 subtracts 12 from a process information block's length unchecked (an
+            // overflow panic where overflow checks are on): refuse such lengths first.
+            if let (Some(kind), Some(&len)) =
+                (rest.get(..4), rest.get(4..8).and_then(|b| b.first_chunk()))
+            {
+                let len = if *big_endian {
+                    u32::from_be_bytes(len)
+                } else {
+                    u32::from_le_bytes(len)
+                };
+                if kind != [0x0a, 0x0d, 0x0d, 0x0a] && len < 12 {
+                    return self.fail(false);
+                }
+            }
             let parsed = if *big_endian {
                 parse_block_be(rest)
             } else {
