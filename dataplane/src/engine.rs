@@ -148,6 +148,12 @@ impl Engine {
         &self.state.stats
     }
 
+    /// Makes this engine one of several workers: it hands out only its share of every
+    /// NAT pool, so that a reply's port names it (`state::ownership`).
+    pub fn share_nat(&mut self, share: crate::state::ownership::Share) {
+        self.state.nat.pools.set_share(share);
+    }
+
     /// Zeroes every counter (ports, rules, totals); flows and connections stay.
     pub fn reset_counters(&mut self) {
         for p in self.state.ports.iter_mut().flatten() {

@@ -13,6 +13,7 @@
 pub mod conntrack;
 pub mod counters;
 pub mod nat;
+pub mod ownership;
 pub mod uft;
 
 use std::collections::{HashMap, HashSet};
