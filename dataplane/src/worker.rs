@@ -139,6 +139,12 @@ impl Worker {
         self
     }
 
+    /// The set of devices changed (one attached or detached): ports are routed to
+    /// devices afresh at the next round.
+    pub fn reroute(&mut self) {
+        self.routed_for = 0;
+    }
+
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
