@@ -167,6 +167,7 @@ impl Service {
             let (req_tx, req_rx) = unbounded();
             let (dev_tx, dev_rx) = unbounded();
             let mut engine = Engine::new(publisher.current(), config.limits);
+            engine.route_as_host();
             if workers > 1 {
                 // A reply's NAT port names the worker that allocated it.
                 engine.share_nat(Share {
@@ -176,7 +177,8 @@ impl Service {
             }
             let mut worker = Worker::new(engine)
                 .follow(publisher.published())
-                .serving(req_rx);
+                .serving(req_rx)
+                .resolving();
             if let Some((handoff, handover)) = queues.as_mut().and_then(|q| q.for_worker(w)) {
                 worker = worker.sharing(handoff);
                 own.push(Box::new(handover));

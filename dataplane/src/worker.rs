@@ -96,7 +96,13 @@ pub struct Worker {
     requests: Option<Receiver<Request>>,
     /// With several workers: this one's index and the queues to the others.
     handoff: Option<Handoff>,
+    /// When the uplink's unknown neighbours were last asked for (live devices only).
+    solicited: Option<Instant>,
+    solicitations: Vec<Vec<u8>>,
 }
+
+/// How often the uplink's unknown neighbours are asked for.
+const SOLICIT_EVERY: Duration = Duration::from_secs(1);
 
 impl Worker {
     pub fn new(engine: Engine) -> Worker {
@@ -112,7 +118,16 @@ impl Worker {
             engine_time: None,
             requests: None,
             handoff: None,
+            solicited: None,
+            solicitations: Vec::new(),
         }
+    }
+
+    /// Asks for the uplink's unknown neighbours (ARP, ND) once a second, out of the
+    /// uplink's device: the service's workers do, replay does not.
+    pub fn resolving(mut self) -> Worker {
+        self.solicited = Some(Instant::now() - SOLICIT_EVERY);
+        self
     }
 
     /// Answers the requests that arrive on `requests`, once per poll round.
@@ -209,6 +224,7 @@ impl Worker {
             let handed = devices.get(i).is_some_and(|d| d.is_handover());
             self.process_batch(devices, observer, handed)?;
         }
+        self.solicit(devices)?;
         for d in devices.iter_mut() {
             d.flush()?;
         }
@@ -217,6 +233,34 @@ impl Worker {
         }
         self.serve(devices);
         Ok(active)
+    }
+
+    /// Sends the requests for the uplink's unknown neighbours, when they are due.
+    fn solicit(&mut self, devices: &mut [&mut dyn Device]) -> Result<(), WorkerError> {
+        let Some(last) = self.solicited else {
+            return Ok(());
+        };
+        if last.elapsed() < SOLICIT_EVERY {
+            return Ok(());
+        }
+        self.solicited = Some(Instant::now());
+        let Some(dev) = self.uplink.and_then(|d| devices.get_mut(d)) else {
+            return Ok(());
+        };
+        self.solicitations.clear();
+        self.engine.solicit(&mut self.solicitations);
+        let policy = self.engine.policy();
+        for frame in &self.solicitations {
+            dev.send(&Transmit {
+                port: PortId::Uplink,
+                port_name: policy.port_name(PortId::Uplink),
+                frame,
+                orig_len: frame.len() as u32,
+                ts_ns: 0,
+                note: None,
+            })?;
+        }
+        Ok(())
     }
 
     /// Answers the control requests waiting, if any.

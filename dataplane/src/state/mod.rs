@@ -166,6 +166,8 @@ pub struct EngineState {
     /// Provider address → MAC, learned from the VXLAN the uplink receives: where
     /// encapsulated packets to that remote host are sent on the underlay.
     pub underlay: HashMap<IpAddr, Mac, RandomState>,
+    /// Uplink neighbours the switch needs and has not learned (`switch::resolve`).
+    pub wanted: crate::switch::resolve::Wanted,
     /// Packet time; it never runs backwards for connection ageing.
     pub clock: u64,
     pub limits: Limits,
@@ -178,6 +180,7 @@ impl EngineState {
             ports: Vec::new(),
             nat: NatState::default(),
             underlay: HashMap::default(),
+            wanted: Default::default(),
             clock: 0,
             limits,
             stats: SwitchStats::default(),
