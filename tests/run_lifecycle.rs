@@ -27,14 +27,14 @@ name = "a"
 network = "nat"
 mac = "00:15:5d:10:00:0a"
 ipv4 = "198.18.16.10"
-interface = "a"
+interface = "ep-a"
 
 [[endpoint]]
 name = "b"
 network = "nat"
 mac = "00:15:5d:10:00:0b"
 ipv4 = "198.18.16.11"
-interface = "b"
+interface = "ep-b"
 
 [[endpoint.acl]]
 id = "block"
@@ -82,20 +82,20 @@ fn bad_starts_exit_1_saying_why() {
     let host = lab.ns("host");
     lab.container(
         &host,
-        "a",
+        "ep-a",
         "ca",
         "00:15:5d:10:00:0a",
         &["198.18.16.10/24"],
         None,
     );
 
-    // Interface `b` does not exist in this host.
+    // Interface `ep-b` does not exist in this host.
     let missing = lab.path("missing.toml");
     std::fs::write(&missing, policy(5432)).expect("write");
     let (code, err) = run_once(&host, &[], &missing);
     assert_eq!(code, Some(1), "missing interface: {err}");
     assert!(
-        err.contains("interface `b` not found"),
+        err.contains("interface `ep-b` not found"),
         "says which interface: {err}"
     );
 
@@ -108,9 +108,9 @@ fn bad_starts_exit_1_saying_why() {
         "says what is wrong: {err}"
     );
 
-    // Only interface `a`: fine for root, refused to an unprivileged user.
+    // Only interface `ep-a`: fine for root, refused to an unprivileged user.
     let only_a = lab.path("only-a.toml");
-    let text = policy(5432).replace("interface = \"b\"", "");
+    let text = policy(5432).replace("interface = \"ep-b\"", "");
     std::fs::write(&only_a, text).expect("write");
     let unprivileged = [
         "setpriv",
@@ -133,7 +133,7 @@ fn stop_and_start_reloads_the_file_and_new_connections_work_at_once() {
     let host = lab.ns("host");
     let a = lab.container(
         &host,
-        "a",
+        "ep-a",
         "ca",
         "00:15:5d:10:00:0a",
         &["198.18.16.10/24"],
@@ -141,7 +141,7 @@ fn stop_and_start_reloads_the_file_and_new_connections_work_at_once() {
     );
     let b = lab.container(
         &host,
-        "b",
+        "ep-b",
         "cb",
         "00:15:5d:10:00:0b",
         &["198.18.16.11/24"],

@@ -8,14 +8,30 @@ use strata_rules::model::proto;
 
 use crate::packet::{self, Fragment, FrameKind, checksum, ethernet};
 
+/// The IANA VXLAN port: partial checksums inside it are the inner packet's.
+const VXLAN_PORT: u16 = 4789;
+
 /// Completes the TCP or UDP checksum of an IP frame whose checksum the sender's stack
 /// left to offload: computed over the pseudo-header and the whole segment. Returns
 /// whether it wrote one (frames that are not TCP/UDP, fragments and frames cut short are
 /// left alone: nothing in them is partial, or nothing can be computed).
+///
+/// In a VXLAN packet the partial checksum is the inner packet's (the sender's tunnel
+/// offloaded it, and computed the outer UDP checksum, if any, as if it were done): the
+/// inner one is completed, the outer left as it is.
 pub fn complete_checksum(frame: &mut [u8]) -> bool {
     let Ok(p) = packet::parse(frame) else {
         return false;
     };
+    if p.fields.protocol == proto::UDP
+        && p.fields.dst_port == VXLAN_PORT
+        && !p.truncated
+        && let Some(inner) = frame.get_mut(usize::from(p.payload_offset)..p.l3_end as usize)
+        && inner.first().is_some_and(|f| f & 0x08 != 0)
+        && let Some(inner) = inner.get_mut(8..)
+    {
+        return complete_checksum(inner);
+    }
     if !matches!(p.kind, FrameKind::Ip) || p.fragment != Fragment::None || p.truncated {
         return false;
     }
@@ -120,6 +136,36 @@ mod tests {
         assert_eq!(lldp, before);
         let mut short = vec![0u8; 5];
         assert!(!complete_checksum(&mut short));
+    }
+
+    #[test]
+    fn inside_vxlan_the_inner_checksum_is_completed() {
+        let mut inner = testutil::ipv4_udp_frame();
+        assert!(complete_checksum(&mut inner));
+        let good = inner.clone();
+        let p = packet::parse(&inner).unwrap();
+        let c = usize::from(p.l4_offset.unwrap()) + 6;
+        inner[c] ^= 0x11;
+        let mut vx = vec![0x08, 0, 0, 0, 0, 0x10, 0, 0];
+        vx.extend_from_slice(&inner);
+        let mut f = testutil::eth(
+            0x0800,
+            &[],
+            &testutil::ipv4(17, &testutil::udp(50000, 4789, &vx)),
+        );
+        assert!(complete_checksum(&mut f));
+        assert_eq!(
+            &f[f.len() - good.len()..],
+            &good[..],
+            "the inner frame is whole again"
+        );
+        let outer = packet::parse(&f).unwrap();
+        let oc = usize::from(outer.l4_offset.unwrap()) + 6;
+        assert_eq!(
+            &f[oc..oc + 2],
+            &[0, 0],
+            "the outer UDP checksum (none) is left alone"
+        );
     }
 
     #[test]
