@@ -206,6 +206,9 @@ fn up(prefix: &str, workers: usize) -> Result<(), Failure> {
     let config = dir.join("policy.toml");
     std::fs::write(&config, lab_policy())
         .map_err(|e| Failure::Runtime(format!("{}: {e}", config.display())))?;
+    let www = dir.join("www");
+    let _ = std::fs::create_dir_all(&www);
+    let _ = std::fs::write(www.join("index.html"), "Hello from web, through Strata\n");
     let log = dir.join("strata.log");
     if let Err(e) = start(&lab, &config, &log, workers, &dir) {
         let _ = down_quietly(prefix);
@@ -220,7 +223,7 @@ fn up(prefix: &str, workers: usize) -> Result<(), Failure> {
          \x20 ip netns exec {web} ping -c 3 198.18.1.1              # the gateway (Strata answers)\n\
          \x20 ip netns exec {web} ping -c 3 198.19.0.100            # to the outside, SNAT to 198.19.0.10\n\
          \x20 ip netns exec {api} ping -c 3 198.18.3.1              # overlay: VXLAN to the remote host\n\
-         \x20 ip netns exec {web} busybox httpd -p 80 -h /usr/share/doc   # a web server in web...\n\
+         \x20 ip netns exec {web} busybox httpd -p 80 -h {www}   # a web server in web...\n\
          \x20 ip netns exec {ext} busybox wget -qO- http://198.19.0.10:8080/ | head   # ...through the port mapping\n\
          \x20 ip netns exec {db} iperf3 -s -1 -p 5432 &            # db accepts only web on 5432:\n\
          \x20 ip netns exec {web} iperf3 -c 198.18.1.11 -p 5432 -t 3     # TCP through Strata\n\
@@ -236,6 +239,7 @@ fn up(prefix: &str, workers: usize) -> Result<(), Failure> {
         ext = n("ext"),
         db = n("db"),
         log = log.display(),
+        www = www.display(),
         config = config.display(),
         down = if prefix == "strata-lab" {
             String::new()
