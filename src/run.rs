@@ -68,10 +68,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
         e => Failure::Runtime(e.to_string()),
     })?;
     let handle = service.handle();
-    let stop = handle.stop_flag();
     #[cfg(unix)]
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, std::sync::Arc::clone(&stop))
+        signal_hook::flag::register(sig, handle.stop_flag())
             .map_err(|e| Failure::Runtime(format!("installing the signal handler: {e}")))?;
     }
     tracing::info!(
