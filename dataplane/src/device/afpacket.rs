@@ -135,8 +135,11 @@ fn interface_mtu(fd: RawFd, name: &str) -> Option<usize> {
     }
     // SAFETY: SIOCGIFMTU reads the name and writes `ifru_mtu` of this ifreq only.
     let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFMTU, &mut req) };
+    if rc != 0 {
+        return None;
+    }
     // SAFETY: after a successful SIOCGIFMTU the union holds the MTU.
-    (rc == 0).then(|| unsafe { req.ifr_ifru.ifru_mtu } as usize)
+    Some(unsafe { req.ifr_ifru.ifru_mtu } as usize)
 }
 
 impl AfPacketDevice {
@@ -306,7 +309,7 @@ impl AfPacketDevice {
 
     /// The status word at `offset` of the ring, shared with the kernel.
     fn status(&self, offset: usize) -> &AtomicU32 {
-        debug_assert!(offset + 4 <= self.ring.len && offset % 4 == 0);
+        debug_assert!(offset + 4 <= self.ring.len && offset.is_multiple_of(4));
         // SAFETY: every offset passed is that of a block's or slot's status word, inside
         // the mapping (blocks and slots are laid out within `len`) and 4-byte aligned
         // (blocks are page-aligned, headers 16-byte aligned). The kernel writes it
