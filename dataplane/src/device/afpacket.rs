@@ -25,8 +25,11 @@ use crate::policy::{CompiledPolicy, PortId};
 /// How long the kernel keeps a partly filled receive block before handing it over: the
 /// latency a quiet interface adds.
 const RETIRE_MS: u32 = 1;
-const RX_BLOCK_SIZE: usize = 1 << 18;
-const RX_BLOCKS: usize = 16;
+/// Bytes of receive ring. Blocks are small (a page, or the largest frame), because a
+/// block reaches us only when full or when the retire timer fires (`RETIRE_MS`, rounded
+/// up to the kernel's tick: 4 ms at HZ=250): small blocks fill fast, so a sparse stream
+/// (TCP's ACKs) is not held back by the timer.
+const RX_RING: usize = 4 << 20;
 /// Frame slots of the TX ring (each `tx_frame` bytes).
 const TX_FRAMES: usize = 512;
 /// Where a frame's data starts in a TX slot: `TPACKET_ALIGN(sizeof(tpacket3_hdr))`
@@ -47,8 +50,9 @@ pub struct AfPacketDevice {
     name: String,
     fd: OwnedFd,
     ring: Mapping,
-    /// Size of a receive block, and the index of the one we read next.
+    /// Size and number of the receive blocks, and the index of the one we read next.
     rx_block_size: usize,
+    rx_blocks: usize,
     rx_block: usize,
     /// Where we are in the current receive block: (packets left, offset of the next).
     rx_pos: Option<(u32, usize)>,
@@ -186,11 +190,13 @@ impl AfPacketDevice {
         // A slot holds the largest frame the interface carries, tags and encapsulation
         // included (the uplink sends what the engine grew).
         let tx_frame = (TX_DATA + mtu + 14 + 8 + 70).next_power_of_two().max(2048);
+        let rx_block = (mtu + 14 + 8 + 128).next_power_of_two().max(4096);
+        let rx_blocks = (RX_RING / rx_block).max(64);
         let rx_req = libc::tpacket_req3 {
-            tp_block_size: RX_BLOCK_SIZE.max(tx_frame) as u32,
-            tp_block_nr: RX_BLOCKS as u32,
+            tp_block_size: rx_block as u32,
+            tp_block_nr: rx_blocks as u32,
             tp_frame_size: 2048,
-            tp_frame_nr: (RX_BLOCK_SIZE.max(tx_frame) / 2048 * RX_BLOCKS) as u32,
+            tp_frame_nr: (rx_block / 2048 * rx_blocks) as u32,
             tp_retire_blk_tov: RETIRE_MS,
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
@@ -291,7 +297,8 @@ impl AfPacketDevice {
             name: name.to_string(),
             fd,
             ring,
-            rx_block_size: rx_req.tp_block_size as usize,
+            rx_block_size: rx_block,
+            rx_blocks,
             rx_block: 0,
             rx_pos: None,
             tx_base: rx_len,
@@ -441,7 +448,7 @@ impl Device for AfPacketDevice {
                 self.status(block + BLOCK_STATUS)
                     .store(libc::TP_STATUS_KERNEL, Ordering::Release);
                 self.rx_pos = None;
-                self.rx_block = (self.rx_block + 1) % RX_BLOCKS;
+                self.rx_block = (self.rx_block + 1) % self.rx_blocks;
                 continue;
             }
             self.take(at, batch);
