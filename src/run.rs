@@ -121,13 +121,23 @@ pub fn summary(r: &ServiceReport) -> String {
         " flows={} connections={} arp_replies={}",
         r.report.flows, r.report.connections, st.arp_replies
     ));
-    let (mut rx, mut tx, mut lost) = (0, 0, 0);
+    let mut all = strata_dataplane::device::DeviceCounters::default();
     for c in r.devices.values() {
-        rx += c.rx;
-        tx += c.tx;
-        lost += c.rx_truncated + c.rx_unattached + c.tx_dropped + c.tx_errors;
+        all.add(c);
     }
-    s.push_str(&format!(" rx={rx} tx={tx} device_drops={lost}"));
+    s.push_str(&format!(" rx={} tx={}", all.rx, all.tx));
+    // Frames the devices could not pass on (the engine never saw them), by reason.
+    for (name, n) in [
+        ("rx_ring_full", all.rx_ring_full),
+        ("rx_truncated", all.rx_truncated),
+        ("rx_unattached", all.rx_unattached),
+        ("tx_dropped", all.tx_dropped),
+        ("tx_errors", all.tx_errors),
+    ] {
+        if n > 0 {
+            s.push_str(&format!(" {name}={n}"));
+        }
+    }
     if r.workers > 1 {
         s.push_str(&format!(
             " workers={} handed_over={} handover_dropped={}",

@@ -536,7 +536,24 @@ impl Device for AfPacketDevice {
         &self.name
     }
 
-    fn counters(&self) -> DeviceCounters {
+    fn counters(&mut self) -> DeviceCounters {
+        // The kernel's count of frames the full ring could not take (reading resets it).
+        // SAFETY: tpacket_stats_v3 is plain data; all-zero is a valid value.
+        let mut st: libc::tpacket_stats_v3 = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
+        // SAFETY: `st` and `len` are valid for writes of the sizes given.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&mut st as *mut libc::tpacket_stats_v3).cast(),
+                &mut len,
+            )
+        };
+        if rc == 0 {
+            self.counters.rx_ring_full += u64::from(st.tp_drops);
+        }
         self.counters
     }
 }

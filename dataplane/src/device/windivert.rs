@@ -158,7 +158,7 @@ impl Device for WinDivertDevice {
         &self.name
     }
 
-    fn counters(&self) -> DeviceCounters {
+    fn counters(&mut self) -> DeviceCounters {
         self.counters
     }
 }
