@@ -111,13 +111,13 @@ pub struct Service {
 fn open(name: &str, workers: usize) -> Result<BoxedDevice, ServiceError> {
     #[cfg(target_os = "linux")]
     {
-        use strata_dataplane::device::afpacket::{AfPacketDevice, Fanout, interface_index};
+        use strata_dataplane::device::afpacket::{AfPacketDevice, Fanout, TxPath, interface_index};
         let fanout = (workers > 1).then(|| Fanout {
             // One group per interface, shared by the workers of this process only.
             group: ((std::process::id() as u16) ^ (interface_index(name).unwrap_or(0) as u16))
                 .wrapping_mul(2654435761u32 as u16),
         });
-        AfPacketDevice::open(name, fanout)
+        AfPacketDevice::open(name, fanout, TxPath::from_env(TxPath::Ring))
             .map(|d| Box::new(d) as BoxedDevice)
             .map_err(|e| ServiceError::Attach(e.to_string()))
     }

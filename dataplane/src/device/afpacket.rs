@@ -38,6 +38,39 @@ const TX_DATA: usize = 48;
 /// Bytes of the sockaddr_ll the kernel puts after each received frame's header.
 const SLL_OFFSET: usize = 48;
 
+/// How frames are sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxPath {
+    /// The memory-mapped TX ring: slots filled in place, one `send(2)` per round; the
+    /// kernel sends slots as page fragments (zero copy to a NIC; a veth delivering to a
+    /// local namespace must copy them into fresh pages).
+    Ring,
+    /// Frames gathered in one buffer and sent by one `sendmmsg(2)` per round (up to
+    /// `BATCH_TX` frames): one copy into a linear buffer, cheaper into a veth.
+    Batch,
+}
+
+impl TxPath {
+    /// `STRATA_AFPACKET_TX=ring|batch` overrides `default`.
+    pub fn from_env(default: TxPath) -> TxPath {
+        match std::env::var("STRATA_AFPACKET_TX").as_deref() {
+            Ok("ring") => TxPath::Ring,
+            Ok("batch") => TxPath::Batch,
+            _ => default,
+        }
+    }
+}
+
+/// Frames gathered for one `sendmmsg` at most.
+const BATCH_TX: usize = 64;
+
+/// Frames gathered for the next `sendmmsg`: their bytes end to end, and each one's end.
+#[derive(Default)]
+struct Gathered {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
 /// How the device shares an interface with the other workers' devices on it.
 #[derive(Clone, Copy, Debug)]
 pub struct Fanout {
@@ -60,6 +93,8 @@ pub struct AfPacketDevice {
     tx_frame: usize,
     tx_next: usize,
     tx_pending: bool,
+    /// `Some` when sending by `sendmmsg` (no TX ring).
+    gathered: Option<Gathered>,
     /// The port whose interface this is, under the current snapshot.
     port: Option<PortId>,
     counters: DeviceCounters,
@@ -149,7 +184,11 @@ fn interface_mtu(fd: RawFd, name: &str) -> Option<usize> {
 impl AfPacketDevice {
     /// Attaches to interface `name`: TPACKET_V3 rings, promiscuous, ignoring what is
     /// sent on it (by us or anyone), joined to `fanout` when several workers share it.
-    pub fn open(name: &str, fanout: Option<Fanout>) -> Result<AfPacketDevice, OpenError> {
+    pub fn open(
+        name: &str,
+        fanout: Option<Fanout>,
+        tx_path: TxPath,
+    ) -> Result<AfPacketDevice, OpenError> {
         let io_err = |what: &'static str| {
             let err = io::Error::last_os_error();
             OpenError::Io {
@@ -213,10 +252,15 @@ impl AfPacketDevice {
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
-        setsockopt(s, libc::SOL_PACKET, libc::PACKET_TX_RING, &tx_req)
-            .map_err(with("PACKET_TX_RING"))?;
+        let tx_len = match tx_path {
+            TxPath::Ring => {
+                setsockopt(s, libc::SOL_PACKET, libc::PACKET_TX_RING, &tx_req)
+                    .map_err(with("PACKET_TX_RING"))?;
+                tx_req.tp_block_size as usize * tx_req.tp_block_nr as usize
+            }
+            TxPath::Batch => 0,
+        };
         let rx_len = rx_req.tp_block_size as usize * rx_req.tp_block_nr as usize;
-        let tx_len = tx_req.tp_block_size as usize * tx_req.tp_block_nr as usize;
         let len = rx_len + tx_len;
         // SAFETY: a fresh shared mapping of the socket's rings, of the size the kernel
         // set up above; checked for MAP_FAILED.
@@ -305,6 +349,10 @@ impl AfPacketDevice {
             tx_frame,
             tx_next: 0,
             tx_pending: false,
+            gathered: (tx_path == TxPath::Batch).then(|| Gathered {
+                bytes: Vec::with_capacity(BATCH_TX * 2048),
+                ends: Vec::with_capacity(BATCH_TX),
+            }),
             port: None,
             counters: DeviceCounters::default(),
         })
@@ -467,6 +515,15 @@ impl Device for AfPacketDevice {
     }
 
     fn send(&mut self, tx: &Transmit<'_>) -> Result<(), DeviceError> {
+        if let Some(g) = self.gathered.as_mut() {
+            g.bytes.extend_from_slice(tx.frame);
+            g.ends.push(g.bytes.len());
+            self.tx_pending = true;
+            if g.ends.len() == BATCH_TX {
+                self.flush()?;
+            }
+            return Ok(());
+        }
         if tx.frame.len() + TX_DATA > self.tx_frame {
             self.counters.tx_dropped += 1;
             return Ok(());
@@ -508,6 +565,14 @@ impl Device for AfPacketDevice {
             return Ok(());
         }
         self.tx_pending = false;
+        if let Some(g) = self.gathered.as_mut() {
+            let (sent, failed) = send_gathered(self.fd.as_raw_fd(), g);
+            self.counters.tx += sent;
+            self.counters.tx_errors += failed;
+            g.bytes.clear();
+            g.ends.clear();
+            return Ok(());
+        }
         // SAFETY: a send(2) with no buffer: it asks the kernel to transmit the slots
         // marked SEND_REQUEST.
         let rc =
@@ -556,6 +621,53 @@ impl Device for AfPacketDevice {
         }
         self.counters
     }
+}
+
+/// Sends the gathered frames with `sendmmsg(2)`; returns (sent, not sent).
+fn send_gathered(fd: RawFd, g: &mut Gathered) -> (u64, u64) {
+    let mut iovs: smallvec::SmallVec<[libc::iovec; BATCH_TX]> = smallvec::SmallVec::new();
+    let mut start = 0;
+    for &end in &g.ends {
+        iovs.push(libc::iovec {
+            // The kernel only reads through it (sendmmsg), as `*mut` is the C type.
+            iov_base: g.bytes[start..end].as_ptr() as *mut libc::c_void,
+            iov_len: end - start,
+        });
+        start = end;
+    }
+    let mut msgs: smallvec::SmallVec<[libc::mmsghdr; BATCH_TX]> = iovs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: msghdr is plain data; all-zero is a valid value (no name, no
+            // control data).
+            let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+            hdr.msg_iov = iov;
+            hdr.msg_iovlen = 1;
+            libc::mmsghdr {
+                msg_hdr: hdr,
+                msg_len: 0,
+            }
+        })
+        .collect();
+    let total = msgs.len();
+    let mut done = 0;
+    while done < total {
+        // SAFETY: `msgs[done..]` are valid mmsghdrs whose iovecs point into `g.bytes`,
+        // which outlives the call and is not touched during it.
+        let rc = unsafe {
+            libc::sendmmsg(
+                fd,
+                msgs[done..].as_mut_ptr(),
+                (total - done) as u32,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if rc <= 0 {
+            break;
+        }
+        done += rc as usize;
+    }
+    (done as u64, (total - done) as u64)
 }
 
 /// Sleeps until one of `fds` is readable or `timeout` passes (an idle worker's wait).
