@@ -14,9 +14,10 @@ use crate::Failure;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The policy file (TOML, or HNS JSON if it ends in .json).
-    #[arg(long)]
-    pub config: PathBuf,
+    /// The policy file (TOML, or HNS JSON if it ends in .json); repeat for a policy
+    /// made of several files, as `strata check` takes them.
+    #[arg(long, required = true)]
+    pub config: Vec<PathBuf>,
     /// Worker threads (each owns a share of the connections and NAT ports).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
@@ -52,11 +53,20 @@ pub fn run(args: Args) -> Result<(), Failure> {
             args.workers
         )));
     }
-    let name = args.config.display().to_string();
-    let policy = crate::check::load(&args.config)?.map_err(|errors| {
-        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        Failure::Input(format!("invalid policy {name}:\n{}", lines.join("\n")))
-    })?;
+    let (files, loaded) = crate::check::load(&args.config)?;
+    let name = files.label();
+    let policy = match loaded {
+        Ok(l) => {
+            crate::check::print_warnings(&l.warnings);
+            l.policy
+        }
+        Err(refused) => {
+            return Err(Failure::Input(format!(
+                "invalid policy {name}:\n{}",
+                refused.errors
+            )));
+        }
+    };
     let config = ServiceConfig {
         workers: args.workers,
         ..ServiceConfig::default()
