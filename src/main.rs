@@ -5,7 +5,9 @@
 mod bench;
 mod check;
 mod import_hns;
+mod lab;
 mod replay;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +45,11 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// The host dataplane service: attach to the interfaces the policy names and switch.
+    Run(run::Args),
+    /// A real host in network namespaces, switched by Strata: `up` or `down`.
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
 }
 
 /// How a subcommand failed, mapped to DESIGN §4's exit codes.
@@ -68,6 +75,8 @@ fn main() -> ExitCode {
         Command::Check { files } => check::run(&files),
         Command::ImportHns { files } => import_hns::run(&files),
         Command::Bench(b) => bench::run(b),
+        Command::Run(args) => run::run(args),
+        Command::Lab(l) => lab::run(l),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,6 +14,7 @@ pub mod conntrack;
 pub mod counters;
 pub mod fragments;
 pub mod nat;
+pub mod ownership;
 pub mod path;
 pub mod uft;
 
@@ -200,6 +201,12 @@ pub struct EngineState {
     /// Provider address → MAC, learned from the VXLAN the uplink receives: where
     /// encapsulated packets to that remote host are sent on the underlay.
     pub underlay: HashMap<IpAddr, Mac, RandomState>,
+    /// Uplink neighbours the switch needs and has not learned (`switch::resolve`).
+    pub wanted: crate::switch::resolve::Wanted,
+    /// Strata is the host (the service): the uplink is the physical network, not also
+    /// the host's own stack (as a capture's uplink is), so a NAT network's prefix is
+    /// unreachable from it.
+    pub host: bool,
     /// Packet time; it never runs backwards for connection ageing.
     pub clock: u64,
     /// The port whose connections a full NAT pool sweeps next (round robin).
@@ -223,6 +230,8 @@ impl EngineState {
             ports: Vec::new(),
             nat: NatState::default(),
             underlay: HashMap::default(),
+            wanted: Default::default(),
+            host: false,
             clock: 0,
             sweep_port: 0,
             fragments: fragments::FragmentTable::new(limits.fragments),

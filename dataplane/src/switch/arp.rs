@@ -29,13 +29,13 @@ impl Switch<'_> {
             };
             return self.policy.port(i).filter(|_| visible).map(|p| p.port.mac);
         }
-        match ingress {
-            // The gateway is the host.
-            PortId::Endpoint(p) if self.policy.network_of(p)?.gateway == Some(ip) => {
-                Some(self.policy.uplink.mac)
-            }
-            _ => None,
-        }
+        // The gateway is the host; so are the host addresses on the uplink when Strata is
+        // the host (the service; in a capture the host's own stack answered for them).
+        let owned = match ingress {
+            PortId::Endpoint(_) => self.owns(ingress, ip),
+            PortId::Uplink => self.state.host && self.owns(ingress, ip),
+        };
+        owned.then_some(self.policy.uplink.mac)
     }
 
     pub(super) fn arp(

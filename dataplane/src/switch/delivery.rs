@@ -156,6 +156,12 @@ impl Switch<'_> {
         } else {
             return Route::Drop(DropReason::NoRoute);
         };
+        // When Strata is the host (the service), the host's own stack is not on the
+        // uplink: a source claiming a host address there is not the host, and reaches
+        // a NAT or overlay container only as anyone else does (above).
+        if self.state.host && self.hidden(q) && !self.policy.is_host_address(f.dst_ip) {
+            return Route::Drop(DropReason::NotExposed);
+        }
         let want = self.policy.network_of(q).and_then(|n| n.vlan);
         if f.vlan != want {
             return Route::Drop(DropReason::VlanMismatch);
