@@ -18,6 +18,8 @@ use strata_dataplane::engine::{Engine, Rx};
 use strata_dataplane::packet::{self, testutil as tu};
 use strata_dataplane::policy::{CompileOptions, CompiledPolicy, PortId};
 use strata_dataplane::state::Limits;
+use strata_dataplane::state::ownership::{Owner, Share, owner};
+use strata_dataplane::verdict::Verdict;
 use strata_rules::conn::{TcpSeq, tcp_flags};
 use strata_rules::model::*;
 use strata_rules::reference::{RefPacket, RefSwitch};
@@ -606,50 +608,101 @@ fn run(policy: Policy, ops: Vec<Op>, classify: bool) -> Result<(), TestCaseError
     Ok(())
 }
 
+/// `count` workers, as the service runs them: each engine hands out only its share of
+/// the NAT pools, and every frame goes to the worker that owns it
+/// (`state::ownership::owner`).
+struct Workers {
+    engines: Vec<Engine>,
+}
+
+impl Workers {
+    fn new(policy: &Policy, count: usize, limits: Limits) -> Workers {
+        let compiled = Arc::new(CompiledPolicy::compile(
+            policy,
+            None,
+            CompileOptions::default(),
+        ));
+        let engines = (0..count)
+            .map(|i| {
+                let mut e = Engine::new(Arc::clone(&compiled), limits);
+                if count > 1 {
+                    e.share_nat(Share {
+                        index: i as u16,
+                        count: count as u16,
+                    });
+                }
+                e
+            })
+            .collect();
+        Workers { engines }
+    }
+
+    fn set_policy(&mut self, p: &Policy) {
+        for e in &mut self.engines {
+            e.set_policy(p);
+        }
+    }
+
+    /// The owner's verdict and what left (port, bytes).
+    fn process(&mut self, frame: &[u8], now: u64) -> (Verdict, Option<(PortId, Vec<u8>)>) {
+        let Some(first) = self.engines.first() else {
+            unreachable!("at least one worker")
+        };
+        let policy = Arc::clone(first.policy());
+        let parsed = packet::parse(frame).expect("the test's frames parse");
+        let ingress = policy.ingress_of(None, parsed.fields.src_mac, Some(parsed.fields.src_ip));
+        let i = match owner(&policy, ingress, frame, self.engines.len()) {
+            Owner::Worker(i) => i,
+            Owner::Any | Owner::All => 0,
+        };
+        let o = self.engines[i].process(Rx::frame(frame, now));
+        (o.verdict, o.output.map(|o| (o.port, o.frame.to_vec())))
+    }
+
+    fn forwarded(&self) -> u64 {
+        self.engines.iter().map(|e| e.stats().forwarded).sum()
+    }
+}
+
 /// The same traffic through a warm engine (flow table and path table) and a cold one
 /// (nothing cached: every packet takes the slow path): the same verdict, the same bytes
 /// out, packet by packet. The caches may only ever save work.
-fn warm_and_cold(policy: Policy, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let compiled =
-        |p: &Policy| Arc::new(CompiledPolicy::compile(p, None, CompileOptions::default()));
-    let mut warm = Engine::new(compiled(&policy), Limits::default());
+fn warm_and_cold(policy: Policy, ops: Vec<Op>, workers: usize) -> Result<(), TestCaseError> {
+    let mut warm = Workers::new(&policy, workers, Limits::default());
     let cold_limits = Limits {
         flows: 0,
         ..Limits::default()
     };
-    let mut cold = Engine::new(compiled(&policy), cold_limits);
+    let mut cold = Workers::new(&policy, workers, cold_limits);
     let (mut sent, mut left): (Vec<RefPacket>, Vec<RefPacket>) = (Vec::new(), Vec::new());
     let mut now = 1_000_000_000u64;
     for (step, op) in ops.into_iter().enumerate() {
-        let pkt = match op {
-            Op::Packet(p) => p,
-            Op::Repeat(_) | Op::Reverse(_) | Op::Reply(_) | Op::Reset(..) if sent.is_empty() => {
-                continue;
-            }
-            Op::Reset(k, offset) => reset(&sent[sent.len() - 1 - k.min(sent.len() - 1)], offset),
-            Op::Reply(k) => reverse(&left[left.len() - 1 - k.min(left.len() - 1)]),
-            Op::Repeat(k) => sent[sent.len() - 1 - k.min(sent.len() - 1)],
-            Op::Reverse(k) => reverse(&sent[sent.len() - 1 - k.min(sent.len() - 1)]),
-            Op::Wait(s) => {
-                now += s * 1_000_000_000;
-                continue;
-            }
-            Op::NewPolicy(p) => {
-                warm.set_policy(&p);
-                cold.set_policy(&p);
-                continue;
-            }
+        let Some(pkt) = next_packet(op, &sent, &left, &mut now, |p| {
+            warm.set_policy(p);
+            cold.set_policy(p);
+        }) else {
+            continue;
         };
-        now += 1_000_000;
-        let pkt = RefPacket { ts_ns: now, ..pkt };
         sent.push(pkt);
         let frame = frame_of(&pkt);
-        let w = warm.process(Rx::frame(&frame, now));
-        let (wv, wout) = (w.verdict, w.output.map(|o| (o.port, o.frame.to_vec())));
-        let c = cold.process(Rx::frame(&frame, now));
-        let (cv, cout) = (c.verdict, c.output.map(|o| (o.port, o.frame.to_vec())));
-        prop_assert_eq!(wv, cv, "step {}: verdict of {:?}", step, pkt);
-        prop_assert_eq!(&wout, &cout, "step {}: bytes out of {:?}", step, pkt);
+        let (wv, wout) = warm.process(&frame, now);
+        let (cv, cout) = cold.process(&frame, now);
+        prop_assert_eq!(
+            wv,
+            cv,
+            "step {}: verdict of {:?} ({} workers)",
+            step,
+            pkt,
+            workers
+        );
+        prop_assert_eq!(
+            &wout,
+            &cout,
+            "step {}: bytes out of {:?} ({} workers)",
+            step,
+            pkt,
+            workers
+        );
         let parsed = wout.and_then(|(_, f)| packet::parse(&f).ok());
         left.push(RefPacket {
             fields: parsed.map_or(pkt.fields, |p| p.fields),
@@ -657,16 +710,129 @@ fn warm_and_cold(policy: Policy, ops: Vec<Op>) -> Result<(), TestCaseError> {
             ..pkt
         });
     }
-    prop_assert_eq!(warm.stats().forwarded, cold.stats().forwarded);
+    prop_assert_eq!(warm.forwarded(), cold.forwarded());
     Ok(())
+}
+
+/// The same traffic through 1, 2 and 4 workers: the same verdict for every packet (the
+/// ownership rule sends both directions of a connection to the same worker). Policies
+/// without NAT: how a pool is shared out legitimately changes which ports SNAT picks.
+fn worker_counts_agree(policy: Policy, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let mut runs: Vec<Workers> = [1, 2, 4]
+        .into_iter()
+        .map(|n| Workers::new(&policy, n, Limits::default()))
+        .collect();
+    let (mut sent, mut left): (Vec<RefPacket>, Vec<RefPacket>) = (Vec::new(), Vec::new());
+    let mut now = 1_000_000_000u64;
+    for (step, op) in ops.into_iter().enumerate() {
+        let Some(pkt) = next_packet(op, &sent, &left, &mut now, |p| {
+            runs.iter_mut().for_each(|w| w.set_policy(p));
+        }) else {
+            continue;
+        };
+        if !consistent(&pkt.fields) {
+            // No ownership rule can follow a frame whose MACs and addresses disagree
+            // (sent to one endpoint's MAC with another's address): real hosts don't.
+            continue;
+        }
+        sent.push(pkt);
+        let frame = frame_of(&pkt);
+        let outcomes: Vec<_> = runs.iter_mut().map(|w| w.process(&frame, now)).collect();
+        let names = |(v, out): &(Verdict, Option<(PortId, Vec<u8>)>)| {
+            (
+                v.egress,
+                v.drop,
+                v.decided,
+                out.as_ref().map(|(p, f)| (*p, f.clone())),
+            )
+        };
+        for (n, o) in [2, 4].iter().zip(&outcomes[1..]) {
+            prop_assert_eq!(
+                names(o),
+                names(&outcomes[0]),
+                "step {}: {} workers vs one: {:?}",
+                step,
+                n,
+                pkt
+            );
+        }
+        let parsed = outcomes[0]
+            .1
+            .as_ref()
+            .and_then(|(_, f)| packet::parse(f).ok());
+        left.push(RefPacket {
+            fields: parsed.map_or(pkt.fields, |p| p.fields),
+            icmp_id: parsed.map_or(pkt.icmp_id, |p| p.icmp_id),
+            ..pkt
+        });
+    }
+    Ok(())
+}
+
+/// Whether a packet's MACs and addresses name the same endpoints (the generated policies'
+/// endpoint i has MAC i + 1 and address V4[i], endpoint 2 also V6[1]; link-local
+/// addresses go with any MAC); a destination MAC of no endpoint is routed by address.
+fn consistent(f: &Fields) -> bool {
+    let by_mac = |m: Mac| (1..=3u8).find(|&i| mac(i) == m).map(|i| usize::from(i) - 1);
+    let by_ip = |a: IpAddr| {
+        (0..3)
+            .find(|&i| ip(V4[i]) == a)
+            .or((a == ip(V6[1])).then_some(2))
+    };
+    let link_local = |a: IpAddr| matches!(a, IpAddr::V6(v) if v.segments()[0] & 0xffc0 == 0xfe80);
+    let src_ok = by_mac(f.src_mac) == by_ip(f.src_ip)
+        || (link_local(f.src_ip) && by_mac(f.src_mac).is_some());
+    let dst_ok = by_mac(f.dst_mac).is_none() || by_mac(f.dst_mac) == by_ip(f.dst_ip);
+    src_ok && dst_ok
+}
+
+/// The packet an op sends (advancing time), or `None` for ops that send nothing
+/// (waits, policy changes — applied through `new_policy`).
+fn next_packet(
+    op: Op,
+    sent: &[RefPacket],
+    left: &[RefPacket],
+    now: &mut u64,
+    mut new_policy: impl FnMut(&Policy),
+) -> Option<RefPacket> {
+    let back = |v: &[RefPacket], k: usize| v[v.len() - 1 - k.min(v.len() - 1)];
+    let pkt = match op {
+        Op::Packet(p) => p,
+        Op::Repeat(_) | Op::Reverse(_) | Op::Reply(_) | Op::Reset(..) if sent.is_empty() => {
+            return None;
+        }
+        Op::Reset(k, offset) => reset(&back(sent, k), offset),
+        Op::Reply(k) => reverse(&back(left, k)),
+        Op::Repeat(k) => back(sent, k),
+        Op::Reverse(k) => reverse(&back(sent, k)),
+        Op::Wait(s) => {
+            *now += s * 1_000_000_000;
+            return None;
+        }
+        Op::NewPolicy(p) => {
+            new_policy(&p);
+            return None;
+        }
+    };
+    *now += 1_000_000;
+    Some(RefPacket { ts_ns: *now, ..pkt })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 
     #[test]
-    fn warm_and_cold_engines_agree_byte_for_byte(policy in policy(true), ops in ops(true)) {
-        warm_and_cold(policy, ops)?;
+    fn warm_and_cold_engines_agree_byte_for_byte(
+        policy in policy(true),
+        ops in ops(true),
+        workers in prop::sample::select(vec![1usize, 2, 4]),
+    ) {
+        warm_and_cold(policy, ops, workers)?;
+    }
+
+    #[test]
+    fn one_two_and_four_workers_agree(policy in policy(false), ops in ops(false)) {
+        worker_counts_agree(policy, ops)?;
     }
 
     #[test]

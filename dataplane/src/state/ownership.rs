@@ -182,7 +182,7 @@ fn from_endpoint(policy: &CompiledPolicy, frame: &[u8], p: &Parsed, n: usize) ->
         };
     }
     let local_mac = policy.slot_of_mac(&f.dst_mac).is_some();
-    if local_mac || policy.slot_of_ip(&f.dst_ip).is_some() {
+    if local_mac || policy.slot_of_ip(&f.dst_ip).is_some() || link_local(f.dst_ip) {
         return by_pair(src, dst, f.protocol, n);
     }
     if policy.is_host_address(f.dst_ip) && proto::has_ports(f.protocol) {
@@ -260,7 +260,30 @@ fn from_uplink(policy: &CompiledPolicy, frame: &[u8], p: &Parsed, n: usize) -> O
             };
         }
     }
+    if policy.is_host_address(f.src_ip) && proto::has_ports(f.protocol) {
+        // The host's own stack: the container's replies go to a host address, where the
+        // port names the owner (as for NAT replies), so the host's packets follow it.
+        return nat_port_owner(f.protocol, f.src_port, n);
+    }
+    // Between two endpoints of this host by way of the uplink (an l2tunnel hairpin, or a
+    // sender on the segment using a local endpoint's address): the symmetric hash, as the
+    // same conversation gets when an endpoint sends it directly.
+    let to_local =
+        policy.slot_of_mac(&f.dst_mac).is_some() || policy.slot_of_ip(&f.dst_ip).is_some();
+    if to_local && (policy.slot_of_ip(&f.src_ip).is_some() || link_local(f.src_ip)) {
+        let (src, dst) = ((f.src_ip, port_of(p, true)), (f.dst_ip, port_of(p, false)));
+        return by_pair(src, dst, f.protocol, n);
+    }
     by_side(f.src_ip, port_of(p, true), f.protocol, n)
+}
+
+/// A link-local address (IPv6 `fe80::/10`, IPv4 `169.254.0.0/16`): never behind NAT or
+/// the uplink's routers, so its conversations are owned like those between endpoints.
+fn link_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => a.is_link_local(),
+        IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
+    }
 }
 
 fn nat_port_owner(protocol: u8, port: u16, n: usize) -> Owner {
