@@ -24,6 +24,13 @@ impl Publisher {
         }
     }
 
+    /// Publishes into `published` from now on (the service made the first snapshot),
+    /// compiling with the options it was compiled with.
+    pub fn following(published: Published) -> Publisher {
+        let options = published.load().options();
+        Publisher { published, options }
+    }
+
     /// The handle workers follow.
     pub fn published(&self) -> Published {
         self.published.clone()

@@ -61,9 +61,21 @@ impl Connection {
     }
 }
 
+/// What a connection has carried, for listings (`strata ctl flows`). Kept beside the
+/// connection, not in it: the packet path only bumps it in `touch`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnUsage {
+    /// Packet time of its first packet.
+    pub opened: u64,
+    /// Packets in its own direction (the opening one included), and replies.
+    pub packets_orig: u64,
+    pub packets_reply: u64,
+}
+
 struct Slot {
     serial: u32,
     conn: Option<Connection>,
+    usage: ConnUsage,
 }
 
 /// The connection table of one port, bounded by `capacity`.
@@ -152,11 +164,17 @@ impl ConnTable {
         }
         let idx = (conn.orig_dir, conn.key);
         let exit = (conn.orig_dir, conn.exit_key);
+        let usage = ConnUsage {
+            opened: now,
+            packets_orig: 1,
+            packets_reply: 0,
+        };
         let r = match self.free.pop() {
             Some(slot) => {
                 let s = &mut self.slots[slot as usize];
                 s.serial = s.serial.wrapping_add(1);
                 s.conn = Some(conn);
+                s.usage = usage;
                 ConnRef {
                     slot,
                     serial: s.serial,
@@ -167,6 +185,7 @@ impl ConnTable {
                 self.slots.push(Slot {
                     serial: 0,
                     conn: Some(conn),
+                    usage,
                 });
                 ConnRef { slot, serial: 0 }
             }
@@ -207,14 +226,21 @@ impl ConnTable {
     /// Updates the clock and TCP state of a live connection for a packet with `flags`;
     /// a RST removes it (after this packet, which passes). Returns whether it lives on.
     pub fn touch(&mut self, r: ConnRef, tcp_flags: u8, from_orig: bool, now: u64) -> bool {
-        let Some(c) = self
+        let Some(s) = self
             .slots
             .get_mut(r.slot as usize)
             .filter(|s| s.serial == r.serial)
-            .and_then(|s| s.conn.as_mut())
         else {
             return false;
         };
+        let Some(c) = s.conn.as_mut() else {
+            return false;
+        };
+        if from_orig {
+            s.usage.packets_orig += 1;
+        } else {
+            s.usage.packets_reply += 1;
+        }
         c.last_seen = now;
         if c.key.protocol == proto::TCP {
             match spec::tcp_next(c.tcp, tcp_flags, from_orig) {
@@ -226,6 +252,13 @@ impl ConnTable {
             }
         }
         true
+    }
+
+    /// Every recorded connection (expired ones not yet swept included), with its usage.
+    pub fn iter(&self) -> impl Iterator<Item = (&Connection, ConnUsage)> + '_ {
+        self.slots
+            .iter()
+            .filter_map(|s| s.conn.as_ref().map(|c| (c, s.usage)))
     }
 
     /// Removes every expired connection; returns how many.

@@ -84,6 +84,9 @@ impl LayerCounters {
 pub struct PortCounters {
     pub packets_out: u64,
     pub packets_in: u64,
+    /// IP bytes (header and payload) of those packets, for metrics.
+    pub bytes_out: u64,
+    pub bytes_in: u64,
     pub dropped: u64,
     pub fast_path: u64,
     pub slow_path: u64,
