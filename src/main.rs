@@ -4,6 +4,7 @@
 
 mod bench;
 mod check;
+mod ctl;
 mod replay;
 
 use std::path::PathBuf;
@@ -34,6 +35,8 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Talk to a running service: ports, layers, flows, stats; apply, endpoint, rule.
+    Ctl(ctl::Args),
 }
 
 /// How a subcommand failed, mapped to DESIGN §4's exit codes.
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(args),
         Command::Check { file } => check::run(&file),
         Command::Bench(b) => bench::run(b),
+        Command::Ctl(args) => ctl::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
