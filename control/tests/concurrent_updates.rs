@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Sender, unbounded};
@@ -256,34 +255,34 @@ fn every_verdict_is_the_references_under_the_policy_before_or_after_each_update(
     let pkts = packets(&mut rng, FRAMES);
 
     let (tx, rx) = unbounded();
-    let dp = Arc::new(LocalDataplane::start(
+    let dp = LocalDataplane::start(
         &variants[0],
         CompileOptions::default(),
         Box::new(Recorder(tx)),
-    ));
+    );
     let publisher = Publisher::following(dp.published());
     let mut by_serial: HashMap<u64, Policy> = HashMap::new();
     by_serial.insert(publisher.current().serial, variants[0].clone());
     let mut order = vec![publisher.current().serial];
 
-    let sender = {
-        let dp = Arc::clone(&dp);
-        let frames: Vec<(Vec<u8>, u64)> = pkts.iter().map(|p| (frame_of(p), p.ts_ns)).collect();
-        std::thread::spawn(move || {
-            for f in frames {
-                assert!(dp.send(f));
-            }
-        })
-    };
-    for u in 1..=UPDATES {
+    // Frames go out in slices, a publish between two slices: each publish lands while
+    // the worker is busy with the frames queued before it.
+    let frames: Vec<(Vec<u8>, u64)> = pkts.iter().map(|p| (frame_of(p), p.ts_ns)).collect();
+    let slices: Vec<_> = frames.chunks(FRAMES / UPDATES).collect();
+    for (u, slice) in slices.into_iter().enumerate() {
+        for f in slice {
+            assert!(dp.send(f.clone()));
+        }
+        if u == 0 || u > UPDATES {
+            continue;
+        }
         let p = &variants[u % variants.len()];
         publisher.apply(p);
         let serial = publisher.current().serial;
         by_serial.insert(serial, p.clone());
         order.push(serial);
-        std::thread::sleep(Duration::from_micros(rng.below(400) as u64));
+        std::thread::sleep(Duration::from_micros(rng.below(100) as u64));
     }
-    sender.join().unwrap();
     dp.sync();
     drop(dp);
     let seen: Vec<Seen> = rx.try_iter().collect();
