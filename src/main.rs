@@ -5,7 +5,9 @@
 mod bench;
 mod check;
 mod ctl;
+mod lab;
 mod replay;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +39,11 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Talk to a running service: ports, layers, flows, stats; apply, endpoint, rule.
     Ctl(ctl::Args),
+    /// The host dataplane service: attach to the interfaces the policy names and switch.
+    Run(run::Args),
+    /// A real host in network namespaces, switched by Strata: `up` or `down`.
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
 }
 
 /// How a subcommand failed, mapped to DESIGN §4's exit codes.
@@ -62,6 +69,8 @@ fn main() -> ExitCode {
         Command::Check { file } => check::run(&file),
         Command::Bench(b) => bench::run(b),
         Command::Ctl(args) => ctl::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Lab(l) => lab::run(l),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

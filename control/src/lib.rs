@@ -12,7 +12,9 @@
 //! - [`inspect`]: ports, layers, connections and totals for people;
 //! - [`watch`]: the policy file watched and reloaded;
 //! - [`metrics`]: Prometheus text on an opt-in address;
-//! - [`local`]: an in-process dataplane (one worker over frames in memory).
+//! - [`local`]: an in-process dataplane (one worker over frames in memory);
+//! - [`service`]: the host dataplane service — workers over the host's interfaces, and
+//!   the handle the control plane drives it with.
 pub mod api;
 pub mod edit;
 pub mod inspect;
@@ -20,5 +22,6 @@ pub mod local;
 pub mod metrics;
 pub mod protocol;
 pub mod publish;
+pub mod service;
 pub mod socket;
 pub mod watch;

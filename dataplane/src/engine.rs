@@ -100,6 +100,10 @@ pub struct Engine {
     buf: PacketBuf,
     /// The switch's answer to the current frame.
     answer: Vec<u8>,
+    /// Whether Strata routes what leaves the uplink addressed to the host's MAC (the
+    /// service, where Strata is the host); replay keeps the host's MAC, as WinNAT hands
+    /// such frames to the Windows host's stack.
+    host_routing: bool,
 }
 
 impl Engine {
@@ -111,7 +115,13 @@ impl Engine {
             state,
             buf: PacketBuf::with_headroom(&[], DEFAULT_HEADROOM),
             answer: Vec::with_capacity(128),
+            host_routing: false,
         }
+    }
+
+    /// Makes this engine the host's router on the uplink (`route_on_uplink`).
+    pub fn route_as_host(&mut self) {
+        self.host_routing = true;
     }
 
     /// An engine for `policy` with the default compile options and table sizes.
@@ -148,6 +158,12 @@ impl Engine {
         &self.state.stats
     }
 
+    /// Makes this engine one of several workers: it hands out only its share of every
+    /// NAT pool, so that a reply's port names it (`state::ownership`).
+    pub fn share_nat(&mut self, share: crate::state::ownership::Share) {
+        self.state.nat.pools.set_share(share);
+    }
+
     /// Zeroes every counter (ports, rules, totals); flows and connections stay.
     pub fn reset_counters(&mut self) {
         for p in self.state.ports.iter_mut().flatten() {
@@ -172,6 +188,9 @@ impl Engine {
         }
         let parsed = packet::parse_captured(rx.data, rx.orig_len);
         let ingress = self.ingress(&rx, &parsed);
+        if let (PortId::Uplink, Ok(p)) = (ingress, &parsed) {
+            crate::switch::resolve::learn(&self.policy, &mut self.state, rx.data, p);
+        }
         let info = FrameInfo::from_frame(rx.data, &parsed, self.policy.vxlan_ports());
         let mut verdict = self.decide(ingress, &info, rx.ts_ns);
         let Ok(p) = parsed else {
@@ -244,6 +263,17 @@ impl Engine {
                 let icmp = bytes::icmp_too_big(frame, p, mtu, self.policy.uplink.mac, gateway)?;
                 self.answer.extend_from_slice(&icmp);
             }
+            Answer::Echo(mac) => {
+                self.answer
+                    .extend_from_slice(&crate::switch::echo::echo_reply(frame, p, mac)?);
+            }
+            Answer::Neighbour => {
+                use crate::switch::nd;
+                let target = nd::target_of(frame, p)?;
+                let (mac, router) = nd::owner(&self.policy, v.ingress, target)?;
+                self.answer
+                    .extend_from_slice(&nd::advertisement(frame, p, target, mac, router)?);
+            }
         }
         Some(Output {
             port: v.ingress,
@@ -251,6 +281,34 @@ impl Engine {
             orig_len: self.answer.len() as u32,
             kind: OutputKind::Answer,
         })
+    }
+
+    /// Whether a frame leaving the uplink is addressed to the host's own MAC: routed
+    /// traffic of a NAT or L2Bridge network, which the host's stack routes on Windows.
+    fn routed_by_host(&self, frame: &[u8]) -> bool {
+        self.host_routing && frame.get(..6) == Some(&self.policy.uplink.mac.0[..])
+    }
+
+    /// Routes the frame in the rewrite buffer on the uplink's segment, as the host's
+    /// stack would: its destination MAC becomes its destination's, resolved by ARP/ND
+    /// (broadcast until it is; `switch::resolve`).
+    fn route_on_uplink(&mut self) {
+        let Ok(p) = packet::parse(self.buf.as_slice()) else {
+            return;
+        };
+        if !matches!(p.kind, FrameKind::Ip) {
+            return;
+        }
+        let mac = crate::switch::resolve::next_hop(&mut self.state, p.fields.dst_ip);
+        if let Some(dst) = self.buf.as_mut_slice().get_mut(..6) {
+            dst.copy_from_slice(&mac.0);
+        }
+    }
+
+    /// The requests (ARP, neighbour solicitations) that resolve the uplink neighbours
+    /// the switch still needs; the worker sends them out of the uplink now and then.
+    pub fn solicit(&self, out: &mut Vec<Vec<u8>>) {
+        crate::switch::resolve::requests(&self.policy, &self.state, out);
     }
 
     /// The frame with the flow's rewrite applied once. A frame whose headers do not hold
@@ -263,6 +321,16 @@ impl Engine {
         p: &Parsed,
     ) -> Option<Output<'a>> {
         if v.rewrite.is_identity() && v.icmp_inner.is_none() {
+            if egress == PortId::Uplink && self.routed_by_host(rx.data) {
+                self.buf.load(rx.data, DEFAULT_HEADROOM);
+                self.route_on_uplink();
+                return Some(Output {
+                    port: egress,
+                    frame: self.buf.as_slice(),
+                    orig_len: rx.orig_len.max(self.buf.len() as u32),
+                    kind: OutputKind::Forwarded,
+                });
+            }
             return Some(Output {
                 port: egress,
                 frame: rx.data,
@@ -285,6 +353,9 @@ impl Engine {
             v.egress = None;
             v.drop = Some(DropReason::Parse);
             return None;
+        }
+        if egress == PortId::Uplink && self.routed_by_host(self.buf.as_slice()) {
+            self.route_on_uplink();
         }
         // A rewrite may grow or shrink the frame (encap, VLAN): the cut stays as long.
         let delta = self.buf.len() as i64 - rx.data.len() as i64;

@@ -79,3 +79,58 @@ impl Engine {
         }
     }
 }
+
+impl Report {
+    /// Adds `other`'s figures (another worker's, under the same policy) to these:
+    /// totals, each port's counters (by name), rule hits (by name).
+    pub fn merge(&mut self, other: &Report) {
+        let (a, b) = (&mut self.stats, &other.stats);
+        a.packets += b.packets;
+        a.forwarded += b.forwarded;
+        a.arp_replies += b.arp_replies;
+        for (x, y) in a.dropped.iter_mut().zip(&b.dropped) {
+            *x += y;
+        }
+        for p in &other.ports {
+            match self.ports.iter_mut().find(|q| q.name == p.name) {
+                Some(q) => {
+                    q.flows += p.flows;
+                    q.connections += p.connections;
+                    add_counters(&mut q.counters, &p.counters);
+                }
+                None => self.ports.push(p.clone()),
+            }
+        }
+        for (name, n) in &other.rule_hits {
+            match self.rule_hits.iter_mut().find(|(m, _)| m == name) {
+                Some((_, m)) => *m += n,
+                None => self.rule_hits.push((name.clone(), *n)),
+            }
+        }
+        self.rule_hits
+            .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        self.flows += other.flows;
+        self.connections += other.connections;
+    }
+}
+
+fn add_counters(a: &mut PortCounters, b: &PortCounters) {
+    a.packets_out += b.packets_out;
+    a.packets_in += b.packets_in;
+    a.dropped += b.dropped;
+    a.fast_path += b.fast_path;
+    a.slow_path += b.slow_path;
+    for (x, y) in a.layers.iter_mut().zip(&b.layers) {
+        for (g, h) in x.rules.iter_mut().zip(&y.rules) {
+            for (m, n) in g.iter_mut().zip(h) {
+                *m += n;
+            }
+        }
+        for (m, n) in x.default_out.iter_mut().zip(&y.default_out) {
+            *m += n;
+        }
+        for (m, n) in x.default_in.iter_mut().zip(&y.default_in) {
+            *m += n;
+        }
+    }
+}

@@ -18,6 +18,11 @@ pub enum Answer {
     Arp(Mac),
     /// ICMP "fragmentation needed" / "packet too big" with this MTU, to the sender.
     TooBig { mtu: u16 },
+    /// An ICMP echo request to an address the switch owns, answered from this MAC.
+    Echo(Mac),
+    /// An IPv6 neighbour solicitation for an address the switch answers for (the
+    /// advertisement is built from the solicitation's target when the frame leaves).
+    Neighbour,
 }
 
 /// The verdict of one frame.

@@ -8,9 +8,14 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::device::{Batch, Device, DeviceError, Received, Transmit};
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::device::handover::Handoff;
+use crate::device::{self, Batch, Device, DeviceCounters, DeviceError, Received, Transmit};
 use crate::engine::{Engine, Ingress, Outcome, OutputKind, Rx};
 use crate::policy::{CompiledPolicy, PortId, Published};
+use crate::report::Report;
+use crate::state::ownership::{self, Owner};
 use crate::verdict::{Answer, VerdictRecord};
 
 /// Frames per batch.
@@ -33,6 +38,30 @@ impl Observer for () {
         Ok(())
     }
 }
+
+/// What the control thread asks a running worker, answered between two poll rounds (no
+/// lock on the packet path: the worker reads its own state and replies on a channel).
+pub enum Request {
+    /// The worker's figures.
+    Report(Sender<WorkerReport>),
+    /// Zero every counter (flows and connections stay).
+    ResetCounters(Sender<()>),
+}
+
+/// One worker's answer to [`Request::Report`].
+#[derive(Clone, Debug)]
+pub struct WorkerReport {
+    pub report: Report,
+    /// Each device's own counters, by name.
+    pub devices: Vec<(String, DeviceCounters)>,
+    /// Frames handed to their owner, and dropped on a full handover queue.
+    pub handed_over: u64,
+    pub handover_dropped: u64,
+}
+
+/// How long an idle worker sleeps at most before it looks at its stop flag and
+/// requests again.
+const IDLE_WAIT: Duration = Duration::from_millis(50);
 
 /// Why the loop stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +92,17 @@ pub struct Worker {
     frames: u64,
     /// Time spent in the engine call, when measured.
     engine_time: Option<Duration>,
+    /// Where control requests come from (the service).
+    requests: Option<Receiver<Request>>,
+    /// With several workers: this one's index and the queues to the others.
+    handoff: Option<Handoff>,
+    /// When the uplink's unknown neighbours were last asked for (live devices only).
+    solicited: Option<Instant>,
+    solicitations: Vec<Vec<u8>>,
 }
+
+/// How often the uplink's unknown neighbours are asked for.
+const SOLICIT_EVERY: Duration = Duration::from_secs(1);
 
 impl Worker {
     pub fn new(engine: Engine) -> Worker {
@@ -77,7 +116,30 @@ impl Worker {
             routed_for: 0,
             frames: 0,
             engine_time: None,
+            requests: None,
+            handoff: None,
+            solicited: None,
+            solicitations: Vec::new(),
         }
+    }
+
+    /// Asks for the uplink's unknown neighbours (ARP, ND) once a second, out of the
+    /// uplink's device: the service's workers do, replay does not.
+    pub fn resolving(mut self) -> Worker {
+        self.solicited = Some(Instant::now() - SOLICIT_EVERY);
+        self
+    }
+
+    /// Answers the requests that arrive on `requests`, once per poll round.
+    pub fn serving(mut self, requests: Receiver<Request>) -> Worker {
+        self.requests = Some(requests);
+        self
+    }
+
+    /// One of several workers (DESIGN §5): frames another worker owns are handed to it.
+    pub fn sharing(mut self, handoff: Handoff) -> Worker {
+        self.handoff = Some(handoff);
+        self
     }
 
     /// Follows the snapshots published in `source`.
@@ -90,6 +152,12 @@ impl Worker {
     pub fn timed(mut self) -> Worker {
         self.engine_time = Some(Duration::ZERO);
         self
+    }
+
+    /// The set of devices changed (one attached or detached): ports are routed to
+    /// devices afresh at the next round.
+    pub fn reroute(&mut self) {
+        self.routed_for = 0;
     }
 
     pub fn engine(&self) -> &Engine {
@@ -108,7 +176,9 @@ impl Worker {
         self.engine_time
     }
 
-    /// Runs until every device is finished, or `stop` is set.
+    /// Runs until every device is finished, or `stop` is set. A round that brought no
+    /// frame sleeps until a device may have some (live devices only: files and memory
+    /// always have frames until they finish).
     pub fn run(
         &mut self,
         devices: &mut [&mut dyn Device],
@@ -116,8 +186,12 @@ impl Worker {
         stop: &AtomicBool,
     ) -> Result<(), WorkerError> {
         while !stop.load(Ordering::Relaxed) {
+            let before = self.frames;
             if !self.poll(devices, observer)? {
                 break;
+            }
+            if self.frames == before {
+                device::wait_any(devices, IDLE_WAIT);
             }
         }
         for d in devices.iter_mut() {
@@ -126,12 +200,14 @@ impl Worker {
         Ok(())
     }
 
-    /// One batch from each device; `false` once every device is finished.
+    /// One batch from each device, then what was sent is flushed and control requests
+    /// are answered; `false` once every device is finished.
     pub fn poll(
         &mut self,
         devices: &mut [&mut dyn Device],
         observer: &mut dyn Observer,
     ) -> Result<bool, WorkerError> {
+        self.refresh(devices);
         let mut active = false;
         for i in 0..devices.len() {
             self.batch.clear();
@@ -145,13 +221,81 @@ impl Worker {
                 Received::Frames => active = true,
             }
             self.refresh(devices);
-            self.process_batch(devices, observer)?;
+            let handed = devices.get(i).is_some_and(|d| d.is_handover());
+            self.process_batch(devices, observer, handed)?;
         }
+        self.solicit(devices)?;
+        for d in devices.iter_mut() {
+            d.flush()?;
+        }
+        if let Some(h) = self.handoff.as_mut() {
+            h.notify();
+        }
+        self.serve(devices);
         Ok(active)
     }
 
-    /// Installs the newest published snapshot, if it changed, and routes ports to devices.
-    fn refresh(&mut self, devices: &[&mut dyn Device]) {
+    /// Sends the requests for the uplink's unknown neighbours, when they are due.
+    fn solicit(&mut self, devices: &mut [&mut dyn Device]) -> Result<(), WorkerError> {
+        let Some(last) = self.solicited else {
+            return Ok(());
+        };
+        if last.elapsed() < SOLICIT_EVERY {
+            return Ok(());
+        }
+        self.solicited = Some(Instant::now());
+        let Some(dev) = self.uplink.and_then(|d| devices.get_mut(d)) else {
+            return Ok(());
+        };
+        self.solicitations.clear();
+        self.engine.solicit(&mut self.solicitations);
+        let policy = self.engine.policy();
+        for frame in &self.solicitations {
+            dev.send(&Transmit {
+                port: PortId::Uplink,
+                port_name: policy.port_name(PortId::Uplink),
+                frame,
+                orig_len: frame.len() as u32,
+                ts_ns: 0,
+                note: None,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Answers the control requests waiting, if any.
+    fn serve(&mut self, devices: &[&mut dyn Device]) {
+        let Some(requests) = &self.requests else {
+            return;
+        };
+        while let Ok(r) = requests.try_recv() {
+            match r {
+                Request::Report(reply) => {
+                    let (handed_over, handover_dropped) = self
+                        .handoff
+                        .as_ref()
+                        .map_or((0, 0), |h| (h.handed, h.dropped));
+                    let _ = reply.send(WorkerReport {
+                        report: self.engine.report(),
+                        devices: devices
+                            .iter()
+                            .map(|d| (d.name().to_string(), d.counters()))
+                            .collect(),
+                        handed_over,
+                        handover_dropped,
+                    });
+                }
+                Request::ResetCounters(reply) => {
+                    self.engine.reset_counters();
+                    let _ = reply.send(());
+                }
+            }
+        }
+    }
+
+    /// Installs the newest published snapshot, if it changed, and routes ports to devices
+    /// (and devices to the ports they receive for).
+    fn refresh(&mut self, devices: &mut [&mut dyn Device]) {
         if let Some(src) = &self.source {
             let current = src.load();
             if current.serial != self.engine.policy().serial {
@@ -168,13 +312,19 @@ impl Worker {
             .collect();
         self.uplink = carrier(PortId::Uplink);
         self.notes = devices.iter().map(|d| d.wants_notes()).collect();
+        for d in devices.iter_mut() {
+            d.attach(policy);
+        }
         self.routed_for = policy.serial;
     }
 
+    /// Runs the batch through the engine; `handed`: the batch came from other workers
+    /// (never handed on again, whatever this worker thinks of its owner).
     fn process_batch(
         &mut self,
         devices: &mut [&mut dyn Device],
         observer: &mut dyn Observer,
+        handed: bool,
     ) -> Result<(), WorkerError> {
         let Worker {
             engine,
@@ -184,12 +334,28 @@ impl Worker {
             notes,
             frames,
             engine_time,
+            handoff,
             ..
         } = self;
         // The snapshot does not change within a batch (it is installed between batches):
         // one handle for the batch names every outcome.
         let policy = std::sync::Arc::clone(engine.policy());
         for f in batch.frames() {
+            if let (Some(h), false, Some(port)) = (handoff.as_mut(), handed, f.port) {
+                match ownership::owner(&policy, port, &f.data, h.workers()) {
+                    Owner::Worker(w) if w != h.me() => {
+                        h.send(w, &f.data, port, f.ts_ns);
+                        continue;
+                    }
+                    Owner::All => {
+                        let me = h.me();
+                        for w in (0..h.workers()).filter(|&w| w != me) {
+                            h.send(w, &f.data, port, f.ts_ns);
+                        }
+                    }
+                    Owner::Worker(_) | Owner::Any => {}
+                }
+            }
             let rx = Rx {
                 data: &f.data,
                 orig_len: f.orig_len,

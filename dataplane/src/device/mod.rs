@@ -6,8 +6,18 @@
 //! A device receives frames in batches into a [`Batch`] the worker owns (buffers reused
 //! from batch to batch), and sends one frame at a time out of a port it carries.
 
+#[cfg(target_os = "linux")]
+pub mod afpacket;
 pub mod capture;
+pub mod handover;
+pub mod mapping;
 pub mod memory;
+pub mod offload;
+#[cfg(windows)]
+pub mod windivert;
+pub mod windivert_map;
+
+use std::time::Duration;
 
 use crate::policy::{CompiledPolicy, PortId};
 
@@ -105,6 +115,53 @@ pub enum DeviceError {
     Io { device: String, err: std::io::Error },
 }
 
+/// What a live device counts of its own: frames in and out, and those it could not
+/// pass on, by reason (the engine never saw them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceCounters {
+    pub rx: u64,
+    pub tx: u64,
+    /// Cut short by the receive ring (a GSO/TSO super-packet larger than a block):
+    /// cannot be forwarded whole.
+    pub rx_truncated: u64,
+    /// Received on an interface no port of the current policy names.
+    pub rx_unattached: u64,
+    /// Larger than a transmit slot, or the transmit ring was full.
+    pub tx_dropped: u64,
+    /// The kernel refused a transmit round (interface down, queue full).
+    pub tx_errors: u64,
+    /// Partial checksums (checksum offload) completed before the engine.
+    pub checksums_completed: u64,
+}
+
+impl DeviceCounters {
+    pub fn add(&mut self, o: &DeviceCounters) {
+        self.rx += o.rx;
+        self.tx += o.tx;
+        self.rx_truncated += o.rx_truncated;
+        self.rx_unattached += o.rx_unattached;
+        self.tx_dropped += o.tx_dropped;
+        self.tx_errors += o.tx_errors;
+        self.checksums_completed += o.checksums_completed;
+    }
+}
+
+/// Sleeps until one of `devices` may have frames, or `timeout` passes: in poll(2) on
+/// their descriptors where they have them, else a short nap.
+pub fn wait_any(devices: &[&mut dyn Device], timeout: Duration) {
+    let fds: smallvec::SmallVec<[i32; 16]> = devices.iter().filter_map(|d| d.ready_fd()).collect();
+    let blind = fds.len() < devices.len();
+    #[cfg(target_os = "linux")]
+    if !fds.is_empty() {
+        afpacket::wait_readable(&fds, if blind { BLIND_WAIT } else { timeout });
+        return;
+    }
+    std::thread::sleep(if blind { BLIND_WAIT } else { timeout });
+}
+
+/// How long an idle worker naps when a device cannot tell it when frames arrive.
+const BLIND_WAIT: Duration = Duration::from_millis(1);
+
 /// A source and sink of frames.
 pub trait Device {
     /// Receives up to the batch's capacity.
@@ -124,5 +181,31 @@ pub trait Device {
     /// Pushes out anything buffered.
     fn flush(&mut self) -> Result<(), DeviceError> {
         Ok(())
+    }
+
+    /// A new snapshot is current: a device that receives for one port (an interface's)
+    /// finds which.
+    fn attach(&mut self, _policy: &CompiledPolicy) {}
+
+    /// A descriptor that polls readable when frames wait, so that an idle worker can
+    /// sleep on it; `None` for devices that never idle (files, memory) or cannot say.
+    fn ready_fd(&self) -> Option<i32> {
+        None
+    }
+
+    /// The interface or source, for logs.
+    fn name(&self) -> &str {
+        ""
+    }
+
+    /// The device's own counters.
+    fn counters(&self) -> DeviceCounters {
+        DeviceCounters::default()
+    }
+
+    /// Whether this device brings frames other workers handed over (they are never
+    /// handed over again).
+    fn is_handover(&self) -> bool {
+        false
     }
 }

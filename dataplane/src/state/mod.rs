@@ -13,6 +13,7 @@
 pub mod conntrack;
 pub mod counters;
 pub mod nat;
+pub mod ownership;
 pub mod uft;
 
 use std::collections::{HashMap, HashSet};
@@ -165,6 +166,8 @@ pub struct EngineState {
     /// Provider address → MAC, learned from the VXLAN the uplink receives: where
     /// encapsulated packets to that remote host are sent on the underlay.
     pub underlay: HashMap<IpAddr, Mac, RandomState>,
+    /// Uplink neighbours the switch needs and has not learned (`switch::resolve`).
+    pub wanted: crate::switch::resolve::Wanted,
     /// Packet time; it never runs backwards for connection ageing.
     pub clock: u64,
     pub limits: Limits,
@@ -177,6 +180,7 @@ impl EngineState {
             ports: Vec::new(),
             nat: NatState::default(),
             underlay: HashMap::default(),
+            wanted: Default::default(),
             clock: 0,
             limits,
             stats: SwitchStats::default(),

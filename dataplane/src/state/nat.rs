@@ -203,11 +203,18 @@ fn range_len(r: PortRange) -> usize {
 #[derive(Clone, Debug, Default)]
 pub struct NatPools {
     pools: HashMap<(IpAddr, u8), PortPool, ahash::RandomState>,
+    /// With several workers: the ports this one may hand out (`state::ownership`).
+    share: Option<super::ownership::Share>,
 }
 
 impl NatPools {
     pub fn new() -> NatPools {
         NatPools::default()
+    }
+
+    /// Restricts allocation to one worker's share of every pool.
+    pub fn set_share(&mut self, share: super::ownership::Share) {
+        self.share = Some(share);
     }
 
     /// Allocates a port of `ip` for `protocol` within the rule's `range` (see
@@ -226,7 +233,10 @@ impl NatPools {
             .entry((ip, protocol))
             .or_insert_with(|| PortPool::new(range));
         pool.widen(range);
-        pool.allocate_in(range, preferred)
+        match &self.share {
+            Some(share) => share.allocate(pool, range, preferred),
+            None => pool.allocate_in(range, preferred),
+        }
     }
 
     /// Returns a port to its pool; `true` if it was in use.

@@ -29,13 +29,8 @@ impl Switch<'_> {
             };
             return self.policy.port(i).filter(|_| visible).map(|p| p.port.mac);
         }
-        match ingress {
-            // The gateway is the host.
-            PortId::Endpoint(p) if self.policy.network_of(p)?.gateway == Some(ip) => {
-                Some(self.policy.uplink.mac)
-            }
-            _ => None,
-        }
+        // The gateway is the host, and so are the host addresses on the uplink.
+        self.owns(ingress, ip).then_some(self.policy.uplink.mac)
     }
 
     pub(super) fn arp(

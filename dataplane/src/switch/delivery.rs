@@ -138,6 +138,13 @@ impl Switch<'_> {
         } else {
             return Route::Drop(DropReason::NoRoute);
         };
+        // A NAT network's prefix is not reachable from outside (DESIGN §1): only its
+        // bindings and port mappings, at a host address, lead in.
+        if self.policy.network_of(q).map(|n| n.driver) == Some(Driver::Nat)
+            && !self.policy.is_host_address(f.dst_ip)
+        {
+            return Route::Drop(DropReason::NoRoute);
+        }
         let want = self.policy.network_of(q).and_then(|n| n.vlan);
         if f.vlan != want {
             return Route::Drop(DropReason::VlanMismatch);

@@ -6,14 +6,19 @@
 //! - [`classify`]: what a frame is to the switch (IP, ARP, VXLAN, neither);
 //! - `delivery`: where a packet goes after the sender's layers, per network driver;
 //! - `overlay`: VXLAN encapsulation to remote hosts and decapsulation from them;
-//! - `arp`: proxy ARP, the switch's own answers.
+//! - `arp`: proxy ARP, the switch's own answers; `nd` and `echo`: IPv6 neighbour
+//!   discovery and ICMP echo answered for the addresses the switch owns;
+//! - `resolve`: the uplink's neighbours (ARP/ND), for the overlay and routed traffic.
 //!
 //! Each frame has at most one output port: flooding is not modelled.
 
 mod arp;
 pub mod classify;
 mod delivery;
+pub mod echo;
+pub mod nd;
 mod overlay;
+pub mod resolve;
 
 use strata_rules::model::Direction;
 
@@ -60,7 +65,13 @@ impl Switch<'_> {
             FrameInfo::Malformed => Verdict::drop(ingress, direction, DropReason::Parse),
             FrameInfo::Unsupported => Verdict::drop(ingress, direction, DropReason::Unsupported),
             FrameInfo::Arp { dst_mac, arp } => self.arp(ingress, direction, *dst_mac, arp),
-            FrameInfo::Ip(m) => self.ip(ingress, direction, m, now),
+            FrameInfo::Ip(m) => match self
+                .echo(ingress, direction, m)
+                .or_else(|| self.solicitation(ingress, direction, m))
+            {
+                Some(answer) => answer,
+                None => self.ip(ingress, direction, m, now),
+            },
             FrameInfo::Vxlan { vni, outer, inner } => match ingress {
                 PortId::Uplink => self.vxlan(direction, *vni, outer, inner, now),
                 // An endpoint sending VXLAN is just sending UDP.

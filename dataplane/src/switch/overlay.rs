@@ -44,12 +44,14 @@ impl Switch<'_> {
             let mtu = uplink.mtu.saturating_sub(overhead);
             return Some(Route::TooBig { mtu });
         }
-        // The remote host's MAC as learned from its VXLAN, else the route's, else
-        // broadcast on the underlay segment.
+        // The remote host's MAC as learned from its VXLAN or resolved by ARP/ND on the
+        // uplink (`resolve`), else broadcast on the underlay segment until it is: never
+        // the route's `mac`, which is the remote container's and which the remote host
+        // would drop.
         let next_hop = self.state.underlay.get(&route.provider_address).copied();
         let encap = Encap {
             src_mac: uplink.mac,
-            dst_mac: next_hop.or(route.mac).unwrap_or(Mac::BROADCAST),
+            dst_mac: next_hop.unwrap_or(Mac::BROADCAST),
             src_ip,
             dst_ip: route.provider_address,
             udp_src: entropy_port(&f),

@@ -1,0 +1,1 @@
+//! Windows: the WinDivert device (to be filled in).
