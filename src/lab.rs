@@ -231,6 +231,7 @@ fn up(prefix: &str, workers: usize) -> Result<(), Failure> {
          \x20 ip netns exec {db} busybox nc -u -l -p 9000 &          # UDP between containers:\n\
          \x20 echo hi | ip netns exec {client} busybox nc -u -w 1 198.18.1.11 9000\n\
          \x20 tail -f {log}                                          # a summary line every 10 s\n\
+         \x20 strata ctl --socket {sock} ports                  # ports, counters (also: layers db, flows, stats)\n\
          \n\
          Stop and clean up: strata lab down{down}",
         client = n("client"),
@@ -240,6 +241,7 @@ fn up(prefix: &str, workers: usize) -> Result<(), Failure> {
         db = n("db"),
         log = log.display(),
         www = www.display(),
+        sock = dir.join("strata.sock").display(),
         config = config.display(),
         down = if prefix == "strata-lab" {
             String::new()
@@ -325,6 +327,8 @@ fn start(
         .arg("run")
         .arg("--config")
         .arg(config)
+        .arg("--control")
+        .arg(dir.join("strata.sock"))
         .args(["--workers", &workers.to_string()])
         .stdin(Stdio::null())
         .stdout(out)

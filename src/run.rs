@@ -1,11 +1,22 @@
-//! `strata run --config FILE [--workers N]`: the host dataplane service (DESIGN §4, §5).
-//! Attaches to every interface the policy names (AF_PACKET on Linux), runs N workers in
-//! the foreground, logs to stderr (tracing) with a summary line per interval, and stops
-//! cleanly on SIGTERM or SIGINT. It refuses to start, with exit 1 and a message saying
-//! why, when the policy is invalid, an interface is missing or it lacks privileges.
+//! `strata run --config FILE [--workers N] [--control SOCKET] [--metrics ADDR:PORT]`: the
+//! host dataplane service (DESIGN §4, §5). Attaches to every interface the policy names
+//! (AF_PACKET on Linux), runs N workers in the foreground, serves the control socket
+//! (`strata ctl`, `strata-cni`), watches the policy file and re-applies it when it
+//! changes, serves Prometheus metrics when asked, logs to stderr (tracing) with a summary
+//! line per interval, and stops cleanly on SIGTERM or SIGINT (socket removed). It refuses
+//! to start, with exit 1 and a message saying why, when the policy is invalid, an
+//! interface is missing or it lacks privileges. Ready = the control socket accepts.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use strata_control::api::{Control, Controller};
+use strata_control::edit::{PolicyState, Refusal};
+use strata_control::metrics::MetricsServer;
+use strata_control::protocol::Document;
+use strata_control::socket::ControlSocket;
+use strata_control::watch::PolicyWatcher;
 
 use strata_control::service::{Service, ServiceConfig, ServiceError, ServiceReport};
 use strata_dataplane::DropReason;
@@ -23,6 +34,12 @@ pub struct Args {
     /// Seconds between two summary lines in the log.
     #[arg(long, default_value_t = 10)]
     pub interval: u64,
+    /// The control socket (`strata ctl --socket`).
+    #[arg(long, default_value = crate::ctl::DEFAULT_SOCKET)]
+    pub control: PathBuf,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9101).
+    #[arg(long)]
+    pub metrics: Option<String>,
 }
 
 /// The most workers: beyond the cores of any host it would run on.
@@ -53,10 +70,18 @@ pub fn run(args: Args) -> Result<(), Failure> {
         )));
     }
     let name = args.config.display().to_string();
-    let policy = crate::check::load(&args.config)?.map_err(|errors| {
-        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        Failure::Input(format!("invalid policy {name}:\n{}", lines.join("\n")))
+    let text = std::fs::read_to_string(&args.config)
+        .map_err(|e| Failure::Input(format!("cannot read policy file {name}: {e}")))?;
+    let state = PolicyState::new(Document::new(name.clone(), text.clone())).map_err(|r| {
+        Failure::Input(match r {
+            Refusal::Invalid(errors) => {
+                let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                format!("invalid policy {name}:\n{}", lines.join("\n"))
+            }
+            Refusal::Request(m) => format!("invalid policy {name}: {m}"),
+        })
     })?;
+    let policy = state.current().clone();
     let config = ServiceConfig {
         workers: args.workers,
         ..ServiceConfig::default()
@@ -74,9 +99,36 @@ pub fn run(args: Args) -> Result<(), Failure> {
         signal_hook::flag::register(sig, std::sync::Arc::clone(&stop))
             .map_err(|e| Failure::Runtime(format!("installing the signal handler: {e}")))?;
     }
+    // The control plane: the socket, the file watch and the metrics all go through one
+    // controller over the service.
+    let controller = Arc::new(Controller::new(handle.clone(), state));
+    let control: Arc<dyn Control> = controller.clone();
+    let started = (|| {
+        let watch = PolicyWatcher::start(&args.config, text, Arc::clone(&control))
+            .map_err(Failure::Runtime)?;
+        let metrics = match &args.metrics {
+            Some(addr) => {
+                Some(MetricsServer::serve(addr, Arc::clone(&control)).map_err(Failure::Input)?)
+            }
+            None => None,
+        };
+        let socket = ControlSocket::serve(&args.control, Arc::clone(&control))
+            .map_err(|e| Failure::Runtime(e.to_string()))?;
+        Ok((watch, metrics, socket))
+    })();
+    let (_watch, metrics, socket) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            handle.stop();
+            service.join();
+            return Err(e);
+        }
+    };
     tracing::info!(
         config = %name,
         workers = args.workers,
+        control = %socket.path().display(),
+        metrics = %metrics.as_ref().map(|m| m.addr().to_string()).unwrap_or_else(|| "off".into()),
         "running; SIGTERM or SIGINT stops"
     );
     let interval = Duration::from_secs(args.interval.max(1));
@@ -95,6 +147,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
         }
     }
     let last_report = handle.report();
+    drop(socket);
+    drop(metrics);
     service.join();
     tracing::info!("stopped: {}", summary(&last_report));
     if died {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use strata_dataplane::engine::Engine;
-use strata_dataplane::policy::{CompiledPolicy, Published};
+use strata_dataplane::policy::CompiledPolicy;
 use strata_dataplane::report::Report;
 use strata_rules::model::Policy;
 
@@ -21,7 +21,7 @@ use crate::protocol::{
     Document, ErrorKind, ErrorReply, FlowInfo, LayerInfo, PolicyErrorInfo, PortInfo, Reply,
     Request, StatsInfo, Success, UpdateCounts, Updated,
 };
-use crate::publish::Publisher;
+use crate::service::ServiceHandle;
 
 /// A failed operation, as the socket answers it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,12 +120,15 @@ pub fn dispatch(c: &dyn Control, request: Request) -> Reply {
     }
 }
 
-/// What the controller needs from the packet path: where to publish, and the workers'
-/// figures (summed over workers) and connections. Implemented by the service and by
-/// [`crate::local::LocalDataplane`].
+/// What the controller needs from the packet path: publishing a policy, and the
+/// workers' figures (summed over workers) and connections. Implemented by the service's
+/// [`ServiceHandle`] and by [`crate::local::LocalDataplane`].
 pub trait Dataplane: Send + Sync {
-    /// Where snapshots are published; workers follow it.
-    fn published(&self) -> Published;
+    /// Compiles `policy` against the running snapshot and publishes it (attaching what
+    /// it needs first); returns the compile-and-publish time.
+    fn publish(&self, policy: &Policy) -> Result<Duration, String>;
+    /// The running snapshot.
+    fn snapshot(&self) -> Arc<CompiledPolicy>;
     /// The workers' figures, summed.
     fn report(&self) -> Result<Report, String>;
     /// Recorded connections of one port (by name) or all, from every worker.
@@ -153,21 +156,19 @@ impl UpdateCounters {
     }
 }
 
-/// The control plane over a dataplane: the running policy state and its publisher.
+/// The control plane over a dataplane: the running policy state, and the counts of
+/// updates.
 pub struct Controller<D: Dataplane> {
     dataplane: D,
-    publisher: Publisher,
     state: Mutex<PolicyState>,
     pub updates: Arc<UpdateCounters>,
 }
 
 impl<D: Dataplane> Controller<D> {
-    /// Takes over `dataplane`, whose published snapshot must hold `state`'s policy.
+    /// Takes over `dataplane`, whose running snapshot must hold `state`'s policy.
     pub fn new(dataplane: D, state: PolicyState) -> Controller<D> {
-        let publisher = Publisher::following(dataplane.published());
         Controller {
             dataplane,
-            publisher,
             state: Mutex::new(state),
             updates: Arc::new(UpdateCounters::default()),
         }
@@ -179,7 +180,7 @@ impl<D: Dataplane> Controller<D> {
 
     /// The running snapshot.
     pub fn snapshot(&self) -> Arc<CompiledPolicy> {
-        self.publisher.current()
+        self.dataplane.snapshot()
     }
 
     /// The running policy model.
@@ -206,19 +207,20 @@ impl<D: Dataplane> Controller<D> {
         change: impl FnOnce(&PolicyState) -> Result<PolicyState, Refusal>,
     ) -> Result<Updated, CtlError> {
         let mut state = self.lock();
-        let next = match change(&state) {
-            Ok(n) => n,
-            Err(r) => {
-                self.updates.refused.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(what, refusal = %r, "policy update refused; the running policy is unchanged");
-                return Err(CtlError::refused(what, r));
-            }
+        let refuse = |r: Refusal| {
+            self.updates.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(what, refusal = %r, "policy update refused; the running policy is unchanged");
+            CtlError::refused(what, r)
         };
-        let before = self.publisher.current();
-        let took = self.publisher.apply(next.current());
+        let next = change(&state).map_err(refuse)?;
+        let before = self.dataplane.snapshot();
+        let took = self
+            .dataplane
+            .publish(next.current())
+            .map_err(|e| refuse(Refusal::Request(e)))?;
         *state = next;
         drop(state);
-        let after = self.publisher.current();
+        let after = self.dataplane.snapshot();
         self.updates.applied.fetch_add(1, Ordering::Relaxed);
         self.updates
             .last_publish_ns
@@ -319,4 +321,41 @@ impl<D: Dataplane> Control for Controller<D> {
 /// One engine's connections, as [`Dataplane::flows`] lists them.
 pub fn engine_flows(engine: &Engine, port: Option<&str>) -> Vec<FlowInfo> {
     inspect::flows(engine, port)
+}
+
+/// The service as the control plane drives it.
+impl Dataplane for ServiceHandle {
+    fn publish(&self, policy: &Policy) -> Result<Duration, String> {
+        self.apply(policy.clone()).map_err(|e| e.to_string())
+    }
+
+    fn snapshot(&self) -> Arc<CompiledPolicy> {
+        ServiceHandle::snapshot(self)
+    }
+
+    fn report(&self) -> Result<Report, String> {
+        let r = ServiceHandle::report(self);
+        if r.workers == 0 {
+            return Err("no worker answered".into());
+        }
+        Ok(r.report)
+    }
+
+    fn flows(&self, port: Option<&str>) -> Result<Vec<FlowInfo>, String> {
+        let port = port.map(str::to_string);
+        let lists = self.inspect(move |engine| inspect::flows(engine, port.as_deref()));
+        if lists.is_empty() {
+            return Err("no worker answered".into());
+        }
+        Ok(lists.into_iter().flatten().collect())
+    }
+
+    fn reset_counters(&self) -> Result<(), String> {
+        ServiceHandle::reset_counters(self);
+        Ok(())
+    }
+
+    fn workers(&self) -> usize {
+        self.workers()
+    }
 }

@@ -19,6 +19,7 @@ use strata_rules::model::Policy;
 
 use crate::api::{Dataplane, engine_flows};
 use crate::protocol::FlowInfo;
+use crate::publish::Publisher;
 
 /// A frame for the worker: its bytes and its packet time (ns).
 pub type Frame = (Vec<u8>, u64);
@@ -70,7 +71,7 @@ impl Device for ChannelDevice {
 
 /// One worker thread over frames sent to it.
 pub struct LocalDataplane {
-    published: Published,
+    publisher: Publisher,
     frames: Option<Sender<Frame>>,
     asks: Sender<Ask>,
     stop: Arc<AtomicBool>,
@@ -123,12 +124,17 @@ impl LocalDataplane {
             })
             .ok();
         LocalDataplane {
-            published,
+            publisher: Publisher::following(published),
             frames: Some(frames_tx),
             asks: asks_tx,
             stop,
             thread,
         }
+    }
+
+    /// Where snapshots are published (tests publish directly, without the controller).
+    pub fn published(&self) -> Published {
+        self.publisher.published()
     }
 
     /// Hands frames to the worker (blocks while its queue is full).
@@ -182,8 +188,12 @@ impl Drop for LocalDataplane {
 }
 
 impl Dataplane for LocalDataplane {
-    fn published(&self) -> Published {
-        self.published.clone()
+    fn publish(&self, policy: &Policy) -> Result<Duration, String> {
+        Ok(self.publisher.apply(policy))
+    }
+
+    fn snapshot(&self) -> Arc<CompiledPolicy> {
+        self.publisher.current()
     }
 
     fn report(&self) -> Result<Report, String> {

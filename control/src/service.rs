@@ -409,6 +409,37 @@ impl ServiceHandle {
         }
     }
 
+    /// Runs `f` on every worker's engine (between two of its rounds) and returns what
+    /// each answered within a second.
+    pub fn inspect<T: Send + 'static>(
+        &self,
+        f: impl Fn(&Engine) -> T + Send + Sync + 'static,
+    ) -> Vec<T> {
+        let f = Arc::new(f);
+        let pending: Vec<Receiver<T>> = self
+            .inner
+            .workers
+            .iter()
+            .filter_map(|l| {
+                let (tx, rx) = bounded(1);
+                let f = Arc::clone(&f);
+                let job = Box::new(move |e: &Engine| {
+                    let _ = tx.send(f(e));
+                });
+                l.requests.send(Request::Inspect(job)).ok().map(|()| rx)
+            })
+            .collect();
+        pending
+            .into_iter()
+            .filter_map(|rx| rx.recv_timeout(Duration::from_secs(1)).ok())
+            .collect()
+    }
+
+    /// How many workers run.
+    pub fn workers(&self) -> usize {
+        self.inner.workers.len()
+    }
+
     /// Asks the workers to stop after their current round.
     pub fn stop(&self) {
         self.inner.stop.store(true, Ordering::Relaxed);

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crossbeam_channel::{Sender, unbounded};
-use strata_control::api::{Control, Controller, Dataplane};
+use strata_control::api::{Control, Controller};
 use strata_control::edit::{Edit, PolicyState};
 use strata_control::local::LocalDataplane;
 use strata_control::protocol::Document;
