@@ -93,6 +93,9 @@ pub fn dispatch(c: &dyn Control, request: Request) -> Reply {
         Request::EndpointAdd { document } => {
             c.edit(Edit::EndpointAdd(document)).map(Success::Updated)
         }
+        Request::EndpointAttach { endpoint } => {
+            c.edit(Edit::EndpointAttach(endpoint)).map(Success::Updated)
+        }
         Request::EndpointRemove { name } => {
             c.edit(Edit::EndpointRemove(name)).map(Success::Updated)
         }
@@ -304,6 +307,7 @@ impl<D: Dataplane> Control for Controller<D> {
     fn edit(&self, edit: Edit) -> Result<Updated, CtlError> {
         let what = match &edit {
             Edit::EndpointAdd(d) => format!("endpoint add {}", d.name),
+            Edit::EndpointAttach(s) => format!("endpoint attach {}", s.name),
             Edit::EndpointRemove(n) => format!("endpoint remove {n}"),
             Edit::RuleAdd { port, document } => format!("rule add {port} {}", document.name),
             Edit::RuleRemove { port, rule, .. } => format!("rule remove {port} {rule}"),

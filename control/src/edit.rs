@@ -25,13 +25,15 @@ use strata_rules::policy::{
     self, ACL_IN_GROUP, ACL_LAYER, ACL_OUT_GROUP, PolicyError, PolicyErrors,
 };
 
-use crate::protocol::{Document, Format};
+use crate::protocol::{Document, EndpointSpec, Format};
 
 /// One change to the running policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Edit {
     /// Adds the endpoints a document describes.
     EndpointAdd(Document),
+    /// Adds an endpoint described by its fields (CNI), written in the base's format.
+    EndpointAttach(EndpointSpec),
     EndpointRemove(String),
     /// Adds the ACLs of a document to an endpoint's `acl` layer.
     RuleAdd {
@@ -170,6 +172,13 @@ impl PolicyState {
                 policy.ports.extend(ports);
                 edits.push(edit);
             }
+            Edit::EndpointAttach(spec) => {
+                let doc = self.render_endpoint(spec);
+                let ports = self.compile_endpoints(&doc)?;
+                check_newcomers(&policy, &ports, &doc)?;
+                policy.ports.extend(ports);
+                edits.push(edit);
+            }
             Edit::EndpointRemove(name) => {
                 let before = policy.ports.len();
                 policy.ports.retain(|p| p.name != *name);
@@ -206,6 +215,57 @@ impl PolicyState {
             edits,
             current: policy,
         })
+    }
+
+    /// An endpoint's fields as a document in the base's format.
+    pub fn render_endpoint(&self, spec: &EndpointSpec) -> Document {
+        let name = format!("endpoint {}", spec.name);
+        match self.context.format() {
+            Format::Toml => {
+                let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+                let mut text = format!(
+                    "[[endpoint]]\nname = {}\nnetwork = {}\nmac = {}\n",
+                    quote(&spec.name),
+                    quote(&spec.network),
+                    quote(&spec.mac)
+                );
+                for (key, v) in [
+                    ("ipv4", &spec.ipv4),
+                    ("ipv6", &spec.ipv6),
+                    ("interface", &spec.interface),
+                ] {
+                    if let Some(v) = v {
+                        text += &format!("{key} = {}\n", quote(v));
+                    }
+                }
+                Document {
+                    name,
+                    text,
+                    format: Some(Format::Toml),
+                }
+            }
+            Format::HnsJson => {
+                let mut ep = serde_json::json!({
+                    "Name": spec.name,
+                    "VirtualNetworkName": spec.network,
+                    "MacAddress": spec.mac,
+                });
+                for (key, v) in [
+                    ("IPAddress", &spec.ipv4),
+                    ("IPv6Address", &spec.ipv6),
+                    ("Interface", &spec.interface),
+                ] {
+                    if let Some(v) = v {
+                        ep[key] = v.clone().into();
+                    }
+                }
+                Document {
+                    name,
+                    text: serde_json::to_string_pretty(&ep).unwrap_or_default(),
+                    format: Some(Format::HnsJson),
+                }
+            }
+        }
     }
 
     /// The endpoints of an `endpoint add` document, compiled in the base's context.
@@ -351,6 +411,10 @@ fn kept_edits(edits: &[Edit]) -> Vec<&Edit> {
                 added.extend(endpoint_names(doc));
                 kept.push(e);
             }
+            Edit::EndpointAttach(spec) => {
+                added.insert(spec.name.clone());
+                kept.push(e);
+            }
             Edit::EndpointRemove(name) | Edit::RuleAdd { port: name, .. } => {
                 if added.contains(name) {
                     kept.push(e);
@@ -371,6 +435,7 @@ fn kept_edits(edits: &[Edit]) -> Vec<&Edit> {
 fn forget_endpoint(edits: &mut Vec<Edit>, name: &str) {
     let alone = edits.iter().position(|e| match e {
         Edit::EndpointAdd(doc) => endpoint_names(doc) == [name],
+        Edit::EndpointAttach(spec) => spec.name == name,
         _ => false,
     });
     match alone {

@@ -77,6 +77,9 @@ pub enum Request {
     /// Adds the endpoints of a document (TOML `[[endpoint]]` tables or HNS endpoint
     /// objects), compiled with the running policy's host, networks and load balancers.
     EndpointAdd { document: Document },
+    /// Adds one endpoint described by its fields (what a CNI plugin knows), written for
+    /// the running policy's format by the service.
+    EndpointAttach { endpoint: EndpointSpec },
     /// Removes an endpoint.
     EndpointRemove { name: String },
     /// Adds ACLs (TOML `[[acl]]` / `[[endpoint.acl]]` tables, or HNS ACL policies) to an
@@ -93,6 +96,22 @@ pub enum Request {
     },
     /// Zeroes every counter (ports, rules, totals); flows and connections stay.
     CountersReset,
+}
+
+/// An endpoint by its fields: what `strata-cni` attaches.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointSpec {
+    pub name: String,
+    /// The Strata network it joins.
+    pub network: String,
+    pub mac: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<String>,
+    /// The host-side interface the service attaches to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
 }
 
 /// The answer to one request.
