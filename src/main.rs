@@ -3,6 +3,7 @@
 //! (0 success, 1 invalid input, 2 runtime failure).
 
 mod bench;
+mod bench_control;
 mod check;
 mod ctl;
 mod lab;

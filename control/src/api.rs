@@ -128,8 +128,9 @@ pub fn dispatch(c: &dyn Control, request: Request) -> Reply {
 /// [`ServiceHandle`] and by [`crate::local::LocalDataplane`].
 pub trait Dataplane: Send + Sync {
     /// Compiles `policy` against the running snapshot and publishes it (attaching what
-    /// it needs first); returns the compile-and-publish time.
-    fn publish(&self, policy: &Policy) -> Result<Duration, String>;
+    /// it needs first); returns the compile-and-publish time. `changed`, when known,
+    /// names the only ports that may differ from the running policy.
+    fn publish(&self, policy: &Policy, changed: Option<&[String]>) -> Result<Duration, String>;
     /// The running snapshot.
     fn snapshot(&self) -> Arc<CompiledPolicy>;
     /// The workers' figures, summed.
@@ -207,6 +208,7 @@ impl<D: Dataplane> Controller<D> {
     fn update(
         &self,
         what: &str,
+        changed: Option<&[String]>,
         change: impl FnOnce(&PolicyState) -> Result<PolicyState, Refusal>,
     ) -> Result<Updated, CtlError> {
         let mut state = self.lock();
@@ -219,7 +221,7 @@ impl<D: Dataplane> Controller<D> {
         let before = self.dataplane.snapshot();
         let took = self
             .dataplane
-            .publish(next.current())
+            .publish(next.current(), changed)
             .map_err(|e| refuse(Refusal::Request(e)))?;
         *state = next;
         drop(state);
@@ -301,7 +303,7 @@ impl<D: Dataplane> Control for Controller<D> {
 
     fn apply(&self, document: Document) -> Result<Updated, CtlError> {
         let name = document.name.clone();
-        self.update(&format!("apply {name}"), |s| s.apply(document))
+        self.update(&format!("apply {name}"), None, |s| s.apply(document))
     }
 
     fn edit(&self, edit: Edit) -> Result<Updated, CtlError> {
@@ -312,7 +314,13 @@ impl<D: Dataplane> Control for Controller<D> {
             Edit::RuleAdd { port, document } => format!("rule add {port} {}", document.name),
             Edit::RuleRemove { port, rule, .. } => format!("rule remove {port} {rule}"),
         };
-        self.update(&what, |s| s.edit(edit))
+        // An edit changes its own port only (added endpoints are compiled in full, being
+        // new): the others are not compared rule by rule.
+        let changed: Vec<String> = match &edit {
+            Edit::RuleAdd { port, .. } | Edit::RuleRemove { port, .. } => vec![port.clone()],
+            Edit::EndpointAdd(_) | Edit::EndpointAttach(_) | Edit::EndpointRemove(_) => Vec::new(),
+        };
+        self.update(&what, Some(&changed), |s| s.edit(edit))
     }
 
     fn counters_reset(&self) -> Result<(), CtlError> {
@@ -329,8 +337,9 @@ pub fn engine_flows(engine: &Engine, port: Option<&str>) -> Vec<FlowInfo> {
 
 /// The service as the control plane drives it.
 impl Dataplane for ServiceHandle {
-    fn publish(&self, policy: &Policy) -> Result<Duration, String> {
-        self.apply(policy.clone()).map_err(|e| e.to_string())
+    fn publish(&self, policy: &Policy, changed: Option<&[String]>) -> Result<Duration, String> {
+        self.apply_changed(policy.clone(), changed)
+            .map_err(|e| e.to_string())
     }
 
     fn snapshot(&self) -> Arc<CompiledPolicy> {

@@ -188,8 +188,8 @@ impl Drop for LocalDataplane {
 }
 
 impl Dataplane for LocalDataplane {
-    fn publish(&self, policy: &Policy) -> Result<Duration, String> {
-        Ok(self.publisher.apply(policy))
+    fn publish(&self, policy: &Policy, changed: Option<&[String]>) -> Result<Duration, String> {
+        Ok(self.publisher.apply_changed(policy, changed))
     }
 
     fn snapshot(&self) -> Arc<CompiledPolicy> {

@@ -289,14 +289,26 @@ impl ServiceHandle {
     /// the running policy untouched, if one cannot be), compiles it against the running
     /// snapshot and publishes it, then detaches the interfaces it no longer names.
     pub fn apply(&self, policy: Policy) -> Result<Duration, ServiceError> {
+        self.apply_changed(policy, None)
+    }
+
+    /// [`apply`](Self::apply), told which ports may have changed (the control plane
+    /// knows for an edit; see `CompiledPolicy::compile_changed`). The policy is compiled
+    /// once, against the running snapshot, and that snapshot is what is published.
+    pub fn apply_changed(
+        &self,
+        policy: Policy,
+        changed: Option<&[String]>,
+    ) -> Result<Duration, ServiceError> {
         let inner = &self.inner;
         if inner.stop.load(Ordering::Relaxed) {
             return Err(ServiceError::Stopped);
         }
         let mut running = inner.policy.lock().unwrap_or_else(PoisonError::into_inner);
+        let started = std::time::Instant::now();
         let before = interface_names(&inner.publisher.current());
-        let probe = CompiledPolicy::compile(&policy, None, CompileOptions::default());
-        let after = interface_names(&probe);
+        let next = inner.publisher.compile(&policy, changed);
+        let after = interface_names(&next);
         let added: Vec<String> = after
             .iter()
             .filter(|n| !before.contains(n))
@@ -314,7 +326,7 @@ impl ServiceHandle {
                 let _ = link.devices.send(DeviceChange::Attach(d));
             }
         }
-        let took = inner.publisher.apply(&policy);
+        let took = inner.publisher.publish(next, started);
         for link in &inner.workers {
             for name in &removed {
                 let _ = link.devices.send(DeviceChange::Detach(name.clone()));
