@@ -15,8 +15,7 @@ use strata_control::socket::Client;
 
 use crate::Failure;
 
-/// The service's default control socket.
-pub const DEFAULT_SOCKET: &str = "/run/strata/strata.sock";
+use strata_control::protocol::DEFAULT_SOCKET;
 
 #[derive(ClapArgs)]
 pub struct Args {

@@ -5,6 +5,7 @@
 mod bench;
 mod bench_control;
 mod check;
+#[cfg(unix)]
 mod ctl;
 mod lab;
 mod replay;
@@ -39,6 +40,7 @@ enum Command {
     #[command(subcommand)]
     Bench(bench::BenchCommand),
     /// Talk to a running service: ports, layers, flows, stats; apply, endpoint, rule.
+    #[cfg(unix)]
     Ctl(ctl::Args),
     /// The host dataplane service: attach to the interfaces the policy names and switch.
     Run(run::Args),
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(args),
         Command::Check { file } => check::run(&file),
         Command::Bench(b) => bench::run(b),
+        #[cfg(unix)]
         Command::Ctl(args) => ctl::run(args),
         Command::Run(args) => run::run(args),
         Command::Lab(l) => lab::run(l),

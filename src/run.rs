@@ -15,6 +15,7 @@ use strata_control::api::{Control, Controller};
 use strata_control::edit::{PolicyState, Refusal};
 use strata_control::metrics::MetricsServer;
 use strata_control::protocol::Document;
+#[cfg(unix)]
 use strata_control::socket::ControlSocket;
 use strata_control::watch::PolicyWatcher;
 
@@ -35,7 +36,7 @@ pub struct Args {
     #[arg(long, default_value_t = 10)]
     pub interval: u64,
     /// The control socket (`strata ctl --socket`).
-    #[arg(long, default_value = crate::ctl::DEFAULT_SOCKET)]
+    #[arg(long, default_value = strata_control::protocol::DEFAULT_SOCKET)]
     pub control: PathBuf,
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9101).
     #[arg(long)]
@@ -93,10 +94,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
         e => Failure::Runtime(e.to_string()),
     })?;
     let handle = service.handle();
-    let stop = handle.stop_flag();
     #[cfg(unix)]
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, std::sync::Arc::clone(&stop))
+        signal_hook::flag::register(sig, handle.stop_flag())
             .map_err(|e| Failure::Runtime(format!("installing the signal handler: {e}")))?;
     }
     // The control plane: the socket, the file watch and the metrics all go through one
@@ -112,8 +112,15 @@ pub fn run(args: Args) -> Result<(), Failure> {
             }
             None => None,
         };
+        #[cfg(unix)]
         let socket = ControlSocket::serve(&args.control, Arc::clone(&control))
             .map_err(|e| Failure::Runtime(e.to_string()))?;
+        // No Unix socket in Rust's standard library on Windows yet: no `strata ctl` there.
+        #[cfg(not(unix))]
+        let socket = {
+            tracing::warn!("no control socket on this platform");
+            Some(())
+        };
         Ok((watch, metrics, socket))
     })();
     let (_watch, metrics, socket) = match started {
@@ -127,7 +134,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     tracing::info!(
         config = %name,
         workers = args.workers,
-        control = %socket.path().display(),
+        control = %args.control.display(),
         metrics = %metrics.as_ref().map(|m| m.addr().to_string()).unwrap_or_else(|| "off".into()),
         "running; SIGTERM or SIGINT stops"
     );
@@ -176,13 +183,23 @@ pub fn summary(r: &ServiceReport) -> String {
         " flows={} connections={} arp_replies={}",
         r.report.flows, r.report.connections, st.arp_replies
     ));
-    let (mut rx, mut tx, mut lost) = (0, 0, 0);
+    let mut all = strata_dataplane::device::DeviceCounters::default();
     for c in r.devices.values() {
-        rx += c.rx;
-        tx += c.tx;
-        lost += c.rx_truncated + c.rx_unattached + c.tx_dropped + c.tx_errors;
+        all.add(c);
     }
-    s.push_str(&format!(" rx={rx} tx={tx} device_drops={lost}"));
+    s.push_str(&format!(" rx={} tx={}", all.rx, all.tx));
+    // Frames the devices could not pass on (the engine never saw them), by reason.
+    for (name, n) in [
+        ("rx_ring_full", all.rx_ring_full),
+        ("rx_truncated", all.rx_truncated),
+        ("rx_unattached", all.rx_unattached),
+        ("tx_dropped", all.tx_dropped),
+        ("tx_errors", all.tx_errors),
+    ] {
+        if n > 0 {
+            s.push_str(&format!(" {name}={n}"));
+        }
+    }
     if r.workers > 1 {
         s.push_str(&format!(
             " workers={} handed_over={} handover_dropped={}",

@@ -83,7 +83,7 @@ fn default_profiles_with_real_traffic() {
     }
     let mut lab = Lab::new("prof");
     let host = lab.ns("host");
-    let mut c = |lab: &mut Lab, name: &str, mac: &str, ip: &str| {
+    let c = |lab: &mut Lab, name: &str, mac: &str, ip: &str| {
         lab.container(&host, name, name, mac, &[ip], Some("198.18.22.1"))
     };
     let client = c(&mut lab, "client", "00:15:5d:16:00:0a", "198.18.22.10/24");

@@ -23,5 +23,6 @@ pub mod metrics;
 pub mod protocol;
 pub mod publish;
 pub mod service;
+#[cfg(unix)]
 pub mod socket;
 pub mod watch;

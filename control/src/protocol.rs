@@ -5,6 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Where `strata run` serves the control socket unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/strata/strata.sock";
+
 /// The longest request line the service reads (a whole policy travels in one): longer
 /// ones are answered with an error and the connection is closed.
 pub const MAX_REQUEST_BYTES: usize = 32 << 20;

@@ -111,17 +111,27 @@ pub struct Service {
 fn open(name: &str, workers: usize) -> Result<BoxedDevice, ServiceError> {
     #[cfg(target_os = "linux")]
     {
-        use strata_dataplane::device::afpacket::{AfPacketDevice, Fanout, interface_index};
+        use strata_dataplane::device::afpacket::{AfPacketDevice, Fanout, TxPath, interface_index};
         let fanout = (workers > 1).then(|| Fanout {
             // One group per interface, shared by the workers of this process only.
             group: ((std::process::id() as u16) ^ (interface_index(name).unwrap_or(0) as u16))
                 .wrapping_mul(2654435761u32 as u16),
         });
-        AfPacketDevice::open(name, fanout)
+        AfPacketDevice::open(name, fanout, TxPath::from_env(TxPath::Ring))
             .map(|d| Box::new(d) as BoxedDevice)
             .map_err(|e| ServiceError::Attach(e.to_string()))
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(windows)]
+    {
+        // One WinDivert handle per interface: several workers would each divert a
+        // copy, so on Windows the service runs one worker.
+        let _ = workers;
+        use strata_dataplane::device::windivert::WinDivertDevice;
+        WinDivertDevice::open(name)
+            .map(|d| Box::new(d) as BoxedDevice)
+            .map_err(|e| ServiceError::Attach(e.to_string()))
+    }
+    #[cfg(not(any(target_os = "linux", windows)))]
     {
         let _ = (name, workers);
         Err(ServiceError::Unsupported)
@@ -155,7 +165,12 @@ impl Service {
     /// the workers. Fails, attaching nothing, when an interface is missing or cannot be
     /// opened.
     pub fn start(policy: Policy, config: ServiceConfig) -> Result<Service, ServiceError> {
-        let workers = config.workers.max(1);
+        // WinDivert diverts each packet to one handle of a filter: one worker there.
+        let workers = if cfg!(windows) {
+            1
+        } else {
+            config.workers.max(1)
+        };
         let publisher = Publisher::new(&policy, config.options);
         let names = interface_names(&publisher.current());
         let mut devices = open_all(&names, workers)?;

@@ -122,6 +122,7 @@ impl Engine {
     /// Makes this engine the host's router on the uplink (`route_on_uplink`).
     pub fn route_as_host(&mut self) {
         self.host_routing = true;
+        self.state.host = true;
     }
 
     /// An engine for `policy` with the default compile options and table sizes.

@@ -267,7 +267,7 @@ impl Worker {
     }
 
     /// Answers the control requests waiting, if any.
-    fn serve(&mut self, devices: &[&mut dyn Device]) {
+    fn serve(&mut self, devices: &mut [&mut dyn Device]) {
         let Some(requests) = &self.requests else {
             return;
         };
@@ -281,7 +281,7 @@ impl Worker {
                     let _ = reply.send(WorkerReport {
                         report: self.engine.report(),
                         devices: devices
-                            .iter()
+                            .iter_mut()
                             .map(|d| (d.name().to_string(), d.counters()))
                             .collect(),
                         handed_over,

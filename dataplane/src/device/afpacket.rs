@@ -25,8 +25,11 @@ use crate::policy::{CompiledPolicy, PortId};
 /// How long the kernel keeps a partly filled receive block before handing it over: the
 /// latency a quiet interface adds.
 const RETIRE_MS: u32 = 1;
-const RX_BLOCK_SIZE: usize = 1 << 18;
-const RX_BLOCKS: usize = 16;
+/// Bytes of receive ring. Blocks are small (a page, or the largest frame), because a
+/// block reaches us only when full or when the retire timer fires (`RETIRE_MS`, rounded
+/// up to the kernel's tick: 4 ms at HZ=250): small blocks fill fast, so a sparse stream
+/// (TCP's ACKs) is not held back by the timer.
+const RX_RING: usize = 4 << 20;
 /// Frame slots of the TX ring (each `tx_frame` bytes).
 const TX_FRAMES: usize = 512;
 /// Where a frame's data starts in a TX slot: `TPACKET_ALIGN(sizeof(tpacket3_hdr))`
@@ -34,6 +37,39 @@ const TX_FRAMES: usize = 512;
 const TX_DATA: usize = 48;
 /// Bytes of the sockaddr_ll the kernel puts after each received frame's header.
 const SLL_OFFSET: usize = 48;
+
+/// How frames are sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxPath {
+    /// The memory-mapped TX ring: slots filled in place, one `send(2)` per round; the
+    /// kernel sends slots as page fragments (zero copy to a NIC; a veth delivering to a
+    /// local namespace must copy them into fresh pages).
+    Ring,
+    /// Frames gathered in one buffer and sent by one `sendmmsg(2)` per round (up to
+    /// `BATCH_TX` frames): one copy into a linear buffer, cheaper into a veth.
+    Batch,
+}
+
+impl TxPath {
+    /// `STRATA_AFPACKET_TX=ring|batch` overrides `default`.
+    pub fn from_env(default: TxPath) -> TxPath {
+        match std::env::var("STRATA_AFPACKET_TX").as_deref() {
+            Ok("ring") => TxPath::Ring,
+            Ok("batch") => TxPath::Batch,
+            _ => default,
+        }
+    }
+}
+
+/// Frames gathered for one `sendmmsg` at most.
+const BATCH_TX: usize = 64;
+
+/// Frames gathered for the next `sendmmsg`: their bytes end to end, and each one's end.
+#[derive(Default)]
+struct Gathered {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
 
 /// How the device shares an interface with the other workers' devices on it.
 #[derive(Clone, Copy, Debug)]
@@ -47,8 +83,9 @@ pub struct AfPacketDevice {
     name: String,
     fd: OwnedFd,
     ring: Mapping,
-    /// Size of a receive block, and the index of the one we read next.
+    /// Size and number of the receive blocks, and the index of the one we read next.
     rx_block_size: usize,
+    rx_blocks: usize,
     rx_block: usize,
     /// Where we are in the current receive block: (packets left, offset of the next).
     rx_pos: Option<(u32, usize)>,
@@ -56,6 +93,8 @@ pub struct AfPacketDevice {
     tx_frame: usize,
     tx_next: usize,
     tx_pending: bool,
+    /// `Some` when sending by `sendmmsg` (no TX ring).
+    gathered: Option<Gathered>,
     /// The port whose interface this is, under the current snapshot.
     port: Option<PortId>,
     counters: DeviceCounters,
@@ -135,14 +174,21 @@ fn interface_mtu(fd: RawFd, name: &str) -> Option<usize> {
     }
     // SAFETY: SIOCGIFMTU reads the name and writes `ifru_mtu` of this ifreq only.
     let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFMTU, &mut req) };
+    if rc != 0 {
+        return None;
+    }
     // SAFETY: after a successful SIOCGIFMTU the union holds the MTU.
-    (rc == 0).then(|| unsafe { req.ifr_ifru.ifru_mtu } as usize)
+    Some(unsafe { req.ifr_ifru.ifru_mtu } as usize)
 }
 
 impl AfPacketDevice {
     /// Attaches to interface `name`: TPACKET_V3 rings, promiscuous, ignoring what is
     /// sent on it (by us or anyone), joined to `fanout` when several workers share it.
-    pub fn open(name: &str, fanout: Option<Fanout>) -> Result<AfPacketDevice, OpenError> {
+    pub fn open(
+        name: &str,
+        fanout: Option<Fanout>,
+        tx_path: TxPath,
+    ) -> Result<AfPacketDevice, OpenError> {
         let io_err = |what: &'static str| {
             let err = io::Error::last_os_error();
             OpenError::Io {
@@ -183,11 +229,13 @@ impl AfPacketDevice {
         // A slot holds the largest frame the interface carries, tags and encapsulation
         // included (the uplink sends what the engine grew).
         let tx_frame = (TX_DATA + mtu + 14 + 8 + 70).next_power_of_two().max(2048);
+        let rx_block = (mtu + 14 + 8 + 128).next_power_of_two().max(4096);
+        let rx_blocks = (RX_RING / rx_block).max(64);
         let rx_req = libc::tpacket_req3 {
-            tp_block_size: RX_BLOCK_SIZE.max(tx_frame) as u32,
-            tp_block_nr: RX_BLOCKS as u32,
+            tp_block_size: rx_block as u32,
+            tp_block_nr: rx_blocks as u32,
             tp_frame_size: 2048,
-            tp_frame_nr: (RX_BLOCK_SIZE.max(tx_frame) / 2048 * RX_BLOCKS) as u32,
+            tp_frame_nr: (rx_block / 2048 * rx_blocks) as u32,
             tp_retire_blk_tov: RETIRE_MS,
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
@@ -204,10 +252,15 @@ impl AfPacketDevice {
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
-        setsockopt(s, libc::SOL_PACKET, libc::PACKET_TX_RING, &tx_req)
-            .map_err(with("PACKET_TX_RING"))?;
+        let tx_len = match tx_path {
+            TxPath::Ring => {
+                setsockopt(s, libc::SOL_PACKET, libc::PACKET_TX_RING, &tx_req)
+                    .map_err(with("PACKET_TX_RING"))?;
+                tx_req.tp_block_size as usize * tx_req.tp_block_nr as usize
+            }
+            TxPath::Batch => 0,
+        };
         let rx_len = rx_req.tp_block_size as usize * rx_req.tp_block_nr as usize;
-        let tx_len = tx_req.tp_block_size as usize * tx_req.tp_block_nr as usize;
         let len = rx_len + tx_len;
         // SAFETY: a fresh shared mapping of the socket's rings, of the size the kernel
         // set up above; checked for MAP_FAILED.
@@ -288,13 +341,18 @@ impl AfPacketDevice {
             name: name.to_string(),
             fd,
             ring,
-            rx_block_size: rx_req.tp_block_size as usize,
+            rx_block_size: rx_block,
+            rx_blocks,
             rx_block: 0,
             rx_pos: None,
             tx_base: rx_len,
             tx_frame,
             tx_next: 0,
             tx_pending: false,
+            gathered: (tx_path == TxPath::Batch).then(|| Gathered {
+                bytes: Vec::with_capacity(BATCH_TX * 2048),
+                ends: Vec::with_capacity(BATCH_TX),
+            }),
             port: None,
             counters: DeviceCounters::default(),
         })
@@ -306,7 +364,7 @@ impl AfPacketDevice {
 
     /// The status word at `offset` of the ring, shared with the kernel.
     fn status(&self, offset: usize) -> &AtomicU32 {
-        debug_assert!(offset + 4 <= self.ring.len && offset % 4 == 0);
+        debug_assert!(offset + 4 <= self.ring.len && offset.is_multiple_of(4));
         // SAFETY: every offset passed is that of a block's or slot's status word, inside
         // the mapping (blocks and slots are laid out within `len`) and 4-byte aligned
         // (blocks are page-aligned, headers 16-byte aligned). The kernel writes it
@@ -438,7 +496,7 @@ impl Device for AfPacketDevice {
                 self.status(block + BLOCK_STATUS)
                     .store(libc::TP_STATUS_KERNEL, Ordering::Release);
                 self.rx_pos = None;
-                self.rx_block = (self.rx_block + 1) % RX_BLOCKS;
+                self.rx_block = (self.rx_block + 1) % self.rx_blocks;
                 continue;
             }
             self.take(at, batch);
@@ -457,6 +515,15 @@ impl Device for AfPacketDevice {
     }
 
     fn send(&mut self, tx: &Transmit<'_>) -> Result<(), DeviceError> {
+        if let Some(g) = self.gathered.as_mut() {
+            g.bytes.extend_from_slice(tx.frame);
+            g.ends.push(g.bytes.len());
+            self.tx_pending = true;
+            if g.ends.len() == BATCH_TX {
+                self.flush()?;
+            }
+            return Ok(());
+        }
         if tx.frame.len() + TX_DATA > self.tx_frame {
             self.counters.tx_dropped += 1;
             return Ok(());
@@ -498,6 +565,14 @@ impl Device for AfPacketDevice {
             return Ok(());
         }
         self.tx_pending = false;
+        if let Some(g) = self.gathered.as_mut() {
+            let (sent, failed) = send_gathered(self.fd.as_raw_fd(), g);
+            self.counters.tx += sent;
+            self.counters.tx_errors += failed;
+            g.bytes.clear();
+            g.ends.clear();
+            return Ok(());
+        }
         // SAFETY: a send(2) with no buffer: it asks the kernel to transmit the slots
         // marked SEND_REQUEST.
         let rc =
@@ -526,9 +601,73 @@ impl Device for AfPacketDevice {
         &self.name
     }
 
-    fn counters(&self) -> DeviceCounters {
+    fn counters(&mut self) -> DeviceCounters {
+        // The kernel's count of frames the full ring could not take (reading resets it).
+        // SAFETY: tpacket_stats_v3 is plain data; all-zero is a valid value.
+        let mut st: libc::tpacket_stats_v3 = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
+        // SAFETY: `st` and `len` are valid for writes of the sizes given.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&mut st as *mut libc::tpacket_stats_v3).cast(),
+                &mut len,
+            )
+        };
+        if rc == 0 {
+            self.counters.rx_ring_full += u64::from(st.tp_drops);
+        }
         self.counters
     }
+}
+
+/// Sends the gathered frames with `sendmmsg(2)`; returns (sent, not sent).
+fn send_gathered(fd: RawFd, g: &mut Gathered) -> (u64, u64) {
+    let mut iovs: smallvec::SmallVec<[libc::iovec; BATCH_TX]> = smallvec::SmallVec::new();
+    let mut start = 0;
+    for &end in &g.ends {
+        iovs.push(libc::iovec {
+            // The kernel only reads through it (sendmmsg), as `*mut` is the C type.
+            iov_base: g.bytes[start..end].as_ptr() as *mut libc::c_void,
+            iov_len: end - start,
+        });
+        start = end;
+    }
+    let mut msgs: smallvec::SmallVec<[libc::mmsghdr; BATCH_TX]> = iovs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: msghdr is plain data; all-zero is a valid value (no name, no
+            // control data).
+            let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+            hdr.msg_iov = iov;
+            hdr.msg_iovlen = 1;
+            libc::mmsghdr {
+                msg_hdr: hdr,
+                msg_len: 0,
+            }
+        })
+        .collect();
+    let total = msgs.len();
+    let mut done = 0;
+    while done < total {
+        // SAFETY: `msgs[done..]` are valid mmsghdrs whose iovecs point into `g.bytes`,
+        // which outlives the call and is not touched during it.
+        let rc = unsafe {
+            libc::sendmmsg(
+                fd,
+                msgs[done..].as_mut_ptr(),
+                (total - done) as u32,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if rc <= 0 {
+            break;
+        }
+        done += rc as usize;
+    }
+    (done as u64, (total - done) as u64)
 }
 
 /// Sleeps until one of `fds` is readable or `timeout` passes (an idle worker's wait).

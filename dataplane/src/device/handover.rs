@@ -213,7 +213,7 @@ impl Device for HandoverDevice {
         "handover"
     }
 
-    fn counters(&self) -> DeviceCounters {
+    fn counters(&mut self) -> DeviceCounters {
         DeviceCounters {
             rx: self.received,
             ..DeviceCounters::default()

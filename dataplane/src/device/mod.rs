@@ -126,6 +126,8 @@ pub struct DeviceCounters {
     pub rx_truncated: u64,
     /// Received on an interface no port of the current policy names.
     pub rx_unattached: u64,
+    /// Dropped by the kernel because the receive ring was full (the worker fell behind).
+    pub rx_ring_full: u64,
     /// Larger than a transmit slot, or the transmit ring was full.
     pub tx_dropped: u64,
     /// The kernel refused a transmit round (interface down, queue full).
@@ -140,6 +142,7 @@ impl DeviceCounters {
         self.tx += o.tx;
         self.rx_truncated += o.rx_truncated;
         self.rx_unattached += o.rx_unattached;
+        self.rx_ring_full += o.rx_ring_full;
         self.tx_dropped += o.tx_dropped;
         self.tx_errors += o.tx_errors;
         self.checksums_completed += o.checksums_completed;
@@ -198,8 +201,8 @@ pub trait Device {
         ""
     }
 
-    /// The device's own counters.
-    fn counters(&self) -> DeviceCounters {
+    /// The device's own counters (`&mut`: a device may read the kernel's on the way).
+    fn counters(&mut self) -> DeviceCounters {
         DeviceCounters::default()
     }
 

@@ -49,6 +49,11 @@ pub fn ip_of(frame: &[u8]) -> Option<&[u8]> {
     frame.get(usize::from(p.l3_offset)..end)
 }
 
+/// The interface index a policy's `interface` names on Windows: the decimal `ifIndex`.
+pub fn interface_index_of(name: &str) -> Option<u32> {
+    name.trim().parse().ok().filter(|&i| i != 0)
+}
+
 /// Which port a packet arriving on interface `index` enters at, given each port's
 /// interface index (`indices`: the device resolves the policy's interface names).
 pub fn ingress(index: u32, indices: &[(u32, PortId)]) -> Option<PortId> {
@@ -137,5 +142,9 @@ interface = "vEthernet (web)"
         );
         assert!(!diverted(false, None));
         assert_eq!(source_mac(web, &c), Mac([0, 0x15, 0x5d, 0, 0, 0x0a]));
+        assert_eq!(interface_index_of("12"), Some(12));
+        assert_eq!(interface_index_of(" 7 "), Some(7));
+        assert_eq!(interface_index_of("vEthernet (web)"), None);
+        assert_eq!(interface_index_of("0"), None);
     }
 }

@@ -168,6 +168,10 @@ pub struct EngineState {
     pub underlay: HashMap<IpAddr, Mac, RandomState>,
     /// Uplink neighbours the switch needs and has not learned (`switch::resolve`).
     pub wanted: crate::switch::resolve::Wanted,
+    /// Strata is the host (the service): the uplink is the physical network, not also
+    /// the host's own stack (as a capture's uplink is), so a NAT network's prefix is
+    /// unreachable from it.
+    pub host: bool,
     /// Packet time; it never runs backwards for connection ageing.
     pub clock: u64,
     pub limits: Limits,
@@ -181,6 +185,7 @@ impl EngineState {
             nat: NatState::default(),
             underlay: HashMap::default(),
             wanted: Default::default(),
+            host: false,
             clock: 0,
             limits,
             stats: SwitchStats::default(),

@@ -138,9 +138,11 @@ impl Switch<'_> {
         } else {
             return Route::Drop(DropReason::NoRoute);
         };
-        // A NAT network's prefix is not reachable from outside (DESIGN §1): only its
-        // bindings and port mappings, at a host address, lead in.
-        if self.policy.network_of(q).map(|n| n.driver) == Some(Driver::Nat)
+        // When Strata is the host, a NAT network's prefix is not reachable from outside
+        // (DESIGN §1): only its bindings and port mappings, at a host address, lead in.
+        // (A capture's uplink is also the host's own stack, which reaches it.)
+        if self.state.host
+            && self.policy.network_of(q).map(|n| n.driver) == Some(Driver::Nat)
             && !self.policy.is_host_address(f.dst_ip)
         {
             return Route::Drop(DropReason::NoRoute);
