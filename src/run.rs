@@ -119,7 +119,6 @@ pub fn run(args: Args) -> Result<(), Failure> {
         #[cfg(not(unix))]
         let socket = {
             tracing::warn!("no control socket on this platform");
-            Some(())
         };
         Ok((watch, metrics, socket))
     })();
@@ -154,7 +153,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
         }
     }
     let last_report = handle.report();
+    #[cfg(unix)]
     drop(socket);
+    #[cfg(not(unix))]
+    let () = socket;
     drop(metrics);
     service.join();
     tracing::info!("stopped: {}", summary(&last_report));
