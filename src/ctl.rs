@@ -160,8 +160,10 @@ fn failure(kind: ErrorKind, message: String) -> Failure {
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(header.to_vec());
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    if !header.is_empty() {
+        t.set_header(header.to_vec());
+    }
     t
 }
 
@@ -352,7 +354,7 @@ fn protocol(p: u8) -> String {
 }
 
 fn stats(s: &StatsInfo) -> String {
-    let mut t = table(&["", ""]);
+    let mut t = table(&[]);
     let rows: Vec<(&str, String)> = vec![
         ("packets", s.packets.to_string()),
         ("forwarded", s.forwarded.to_string()),

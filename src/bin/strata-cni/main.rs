@@ -16,7 +16,6 @@
 //! are turned off with `ethtool` where it is installed, so that Strata sees frames no
 //! larger than the MTU.
 
-
 #[cfg(unix)]
 mod plugin;
 
@@ -27,8 +26,6 @@ fn main() -> std::process::ExitCode {
 
 #[cfg(not(unix))]
 fn main() -> std::process::ExitCode {
-    println!(
-        r#"{{"cniVersion":"1.0.0","code":100,"msg":"strata-cni runs on Linux hosts"}}"#
-    );
+    println!(r#"{{"cniVersion":"1.0.0","code":100,"msg":"strata-cni runs on Linux hosts"}}"#);
     std::process::ExitCode::from(1)
 }
