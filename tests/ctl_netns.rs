@@ -188,7 +188,7 @@ fn hundreds_of_updates_under_traffic_take_effect_on_the_next_packet() {
     sent_rx.recv_timeout(Duration::from_secs(5)).expect("sent");
     std::thread::sleep(Duration::from_millis(300));
 
-    let mut blocked = vec![false; ROUNDS];
+    let mut blocked = [false; ROUNDS];
     let mut acl_on = false;
     for (k, b) in blocked.iter_mut().enumerate() {
         *b = acl_on;
