@@ -368,10 +368,56 @@ fn podman_containers_on_strata_cni() {
     assert!(ok, "{out}");
     assert!(lab.ping("c1", &ip2), "passes again once removed");
 
+    // CHECK, as a runtime other than podman 4.3 would send it: c1 is in order; a
+    // container the service does not know is an error object.
+    let conf = conflist["plugins"][0].clone();
+    let mut conf = conf.as_object().cloned().unwrap_or_default();
+    conf.insert("cniVersion".into(), "1.0.0".into());
+    conf.insert("name".into(), net.clone().into());
+    let conf = serde_json::Value::Object(conf).to_string();
+    let (_, ids) = lab.podman(&[
+        "inspect",
+        "-f",
+        "{{.Id}} {{.NetworkSettings.SandboxKey}}",
+        &lab.name("c1"),
+        &lab.name("c2"),
+    ]);
+    let ids: Vec<(String, String)> = ids
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(ids.len(), 2, "podman inspect: {ids:?}");
+    let plugin = |command: &str, id: &str, netns: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strata-cni"))
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", id)
+            .env("CNI_NETNS", netns)
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", "/usr/lib/cni")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("strata-cni");
+        if let Some(mut i) = child.stdin.take() {
+            let _ = std::io::Write::write_all(&mut i, conf.as_bytes());
+        }
+        let out = child.wait_with_output().expect("strata-cni output");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let (ok, out) = plugin("CHECK", &ids[0].0, &ids[0].1);
+    assert!(ok, "CHECK c1: {out}");
+    let (ok, out) = plugin("CHECK", "0123456789abcdef", &ids[0].1);
+    assert!(!ok && out.contains("\"code\":103"), "CHECK of a stranger: {out}");
+
     // podman rm: DEL detaches the endpoint and removes its veth.
     let (ok, out) = lab.podman(&["rm", "-f", "-t", "0", &lab.name("c2")]);
     assert!(ok, "{out}");
     let ports = lab.ports();
     assert_eq!(ports.len(), 1, "{ports:?}");
     assert!(!run("ip", &["link", "show", &veth2]).0, "{veth2} is gone");
+    // DEL again: nothing left to do, and that is a success.
+    let (ok, out) = plugin("DEL", &ids[1].0, "");
+    assert!(ok, "a second DEL: {out}");
+    assert_eq!(lab.ports().len(), 1);
 }

@@ -267,3 +267,40 @@ fn hns_endpoints_and_acls_go_to_an_hns_policy() {
     );
     assert_eq!(e[0].object, "JSON");
 }
+
+#[test]
+fn an_attached_endpoint_is_written_in_the_running_policys_format() {
+    let spec = EndpointSpec {
+        name: "cni-1234".into(),
+        network: "nat".into(),
+        mac: "00:15:5d:01:01:21".into(),
+        ipv4: Some("198.18.1.21".into()),
+        ipv6: None,
+        interface: Some("st0123".into()),
+    };
+    let toml = base().edit(Edit::EndpointAttach(spec.clone())).unwrap();
+    let hns = PolicyState::new(Document::new("hns.json", HNS))
+        .unwrap()
+        .edit(Edit::EndpointAttach(spec.clone()))
+        .unwrap();
+    let (a, b) = (
+        toml.current().port("cni-1234").unwrap(),
+        hns.current().port("cni-1234").unwrap(),
+    );
+    assert_eq!(a.layers, b.layers);
+    assert_eq!(a.interface.as_deref(), Some("st0123"));
+    assert_eq!(b.interface.as_deref(), Some("st0123"));
+    // Kept across a new file, forgotten once removed.
+    let next = toml.apply(Document::new("policy.toml", TOML)).unwrap();
+    assert!(next.current().port("cni-1234").is_some());
+    let gone = next.edit(Edit::EndpointRemove("cni-1234".into())).unwrap();
+    assert!(gone.edits().is_empty());
+    let bad = EndpointSpec {
+        ipv4: Some("10.0.0.1".into()),
+        ..spec
+    };
+    assert!(matches!(
+        base().edit(Edit::EndpointAttach(bad)),
+        Err(Refusal::Invalid(_))
+    ));
+}
