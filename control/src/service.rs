@@ -481,3 +481,75 @@ impl ServiceHandle {
         self.inner.stop.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"
+[host]
+mac = "02:00:00:00:10:01"
+addresses = ["198.19.16.10"]
+
+[[network]]
+name = "nat"
+driver = "nat"
+subnets = ["198.18.16.0/24"]
+gateway = "198.18.16.1"
+
+[[endpoint]]
+name = "a"
+network = "nat"
+mac = "00:15:5d:10:00:0a"
+ipv4 = "198.18.16.10"
+"#;
+
+    /// Without interfaces (no privileges needed): the workers run, answer reports,
+    /// take a new policy and stop.
+    #[test]
+    fn workers_report_take_policies_and_stop() {
+        let policy = strata_rules::policy::load(POLICY, "p.toml").expect("policy");
+        let service = Service::start(
+            policy.clone(),
+            ServiceConfig {
+                workers: 2,
+                ..ServiceConfig::default()
+            },
+        )
+        .expect("start");
+        let handle = service.handle();
+        let r = handle.report();
+        assert_eq!(r.workers, 2, "both workers answer");
+        assert_eq!(r.report.stats.packets, 0);
+        assert_eq!(
+            r.report.ports.len(),
+            1,
+            "ports merged by name: {:?}",
+            r.report.ports
+        );
+        let mut next = policy.clone();
+        next.ports[0].name = "b".into();
+        handle.apply(next).expect("apply");
+        assert_eq!(handle.policy().ports[0].name, "b");
+        assert!(handle.snapshot().port_by_name("b").is_some());
+        handle.reset_counters();
+        assert!(service.running());
+        service.stop();
+        assert!(handle.stopping());
+        assert!(matches!(handle.apply(policy), Err(ServiceError::Stopped)));
+    }
+
+    #[test]
+    fn a_missing_interface_is_refused() {
+        let text = POLICY.replace(
+            "[[endpoint]]",
+            "[[endpoint]]\ninterface = \"s11-no-such-if\"",
+        );
+        let policy = strata_rules::policy::load(&text, "p.toml").expect("policy");
+        match Service::start(policy, ServiceConfig::default()) {
+            Err(ServiceError::Attach(why)) => assert!(why.contains("s11-no-such-if"), "{why}"),
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("started without its interface"),
+        }
+    }
+}

@@ -29,8 +29,13 @@ impl Switch<'_> {
             };
             return self.policy.port(i).filter(|_| visible).map(|p| p.port.mac);
         }
-        // The gateway is the host, and so are the host addresses on the uplink.
-        self.owns(ingress, ip).then_some(self.policy.uplink.mac)
+        // The gateway is the host; so are the host addresses on the uplink when Strata is
+        // the host (the service; in a capture the host's own stack answered for them).
+        let owned = match ingress {
+            PortId::Endpoint(_) => self.owns(ingress, ip),
+            PortId::Uplink => self.state.host && self.owns(ingress, ip),
+        };
+        owned.then_some(self.policy.uplink.mac)
     }
 
     pub(super) fn arp(

@@ -16,7 +16,8 @@ use crate::verdict::{Answer, Verdict};
 
 impl Switch<'_> {
     /// The switch's own echo reply to `m`, if `m` is an echo request to an address the
-    /// switch owns on the side it came from.
+    /// switch owns on the side it came from, and Strata is the host (the service: in a
+    /// capture, the host's own stack answered, outside the switch).
     pub(super) fn echo(
         &mut self,
         ingress: PortId,
@@ -28,7 +29,7 @@ impl Switch<'_> {
             (f.protocol, f.icmp),
             (proto::ICMP, Some((8, 0))) | (proto::ICMPV6, Some((128, 0)))
         );
-        if !request || !self.owns(ingress, f.dst_ip) {
+        if !request || !self.state.host || !self.owns(ingress, f.dst_ip) {
             return None;
         }
         Some(Verdict {

@@ -33,7 +33,8 @@ impl Switch<'_> {
         m: &PacketMeta,
     ) -> Option<Verdict> {
         let f = &m.fields;
-        if f.protocol != proto::ICMPV6 || f.icmp != Some((SOLICITATION, 0)) {
+        // As for echo: only when Strata is the host.
+        if !self.state.host || f.protocol != proto::ICMPV6 || f.icmp != Some((SOLICITATION, 0)) {
             return None;
         }
         let IpAddr::V6(dst) = f.dst_ip else {
