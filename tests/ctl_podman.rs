@@ -403,12 +403,18 @@ fn podman_containers_on_strata_cni() {
             let _ = std::io::Write::write_all(&mut i, conf.as_bytes());
         }
         let out = child.wait_with_output().expect("strata-cni output");
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
     };
     let (ok, out) = plugin("CHECK", &ids[0].0, &ids[0].1);
     assert!(ok, "CHECK c1: {out}");
     let (ok, out) = plugin("CHECK", "0123456789abcdef", &ids[0].1);
-    assert!(!ok && out.contains("\"code\":103"), "CHECK of a stranger: {out}");
+    assert!(
+        !ok && out.contains("\"code\":103"),
+        "CHECK of a stranger: {out}"
+    );
 
     // podman rm: DEL detaches the endpoint and removes its veth.
     let (ok, out) = lab.podman(&["rm", "-f", "-t", "0", &lab.name("c2")]);
