@@ -236,20 +236,32 @@ pub fn frames() -> Vec<(&'static str, Vec<u8>)> {
             tcp(client.0, GW, (client.1, 50004), (HOST, 8080), Tcp::Syn, b""),
         ),
         (
-            "unsolicited GRE to web: the process profile denies protocols other than TCP, UDP, ICMP, IGMP",
-            raw_ip(REMOTE_MAC, web.0, PEER, web.1, 47, &[0, 0, 0x08, 0]),
+            "client sends GRE to web: web's process profile denies protocols other than TCP, UDP, ICMP, IGMP",
+            raw_ip(client.0, web.0, client.1, web.1, 47, &[0, 0, 0x08, 0]),
         ),
         (
-            "a ping to web: the process profile allows ICMP",
-            ping(REMOTE_MAC, web.0, PEER, web.1, false),
+            "client pings web: the process profile allows ICMP",
+            ping(client.0, web.0, client.1, web.1, false),
         ),
         (
             "web's echo reply: reply of the recorded connection",
-            ping(web.0, GW, web.1, PEER, true),
+            ping(web.0, client.0, web.1, client.1, true),
         ),
         (
-            "unsolicited UDP to web: allowed by the process profile",
-            udp(REMOTE_MAC, web.0, (PEER, 40000), (web.1, 9999), b"hi"),
+            "unsolicited UDP from client to web: allowed by the process profile",
+            udp(client.0, web.0, (client.1, 40000), (web.1, 9999), b"hi"),
+        ),
+        (
+            "a host outside tries web's private address: a NAT network is reached only through port mappings",
+            tcp(REMOTE_MAC, web.0, (PEER, 40002), (web.1, 80), Tcp::Syn, b""),
+        ),
+        (
+            "client poses as web to reach db's PostgreSQL port: an endpoint sends only as itself",
+            tcp(client.0, db.0, (web.1, 50005), (db.1, 5432), Tcp::Syn, b""),
+        ),
+        (
+            "a frame from outside claims web's address: the outside cannot pose as a NAT container",
+            udp(REMOTE_MAC, GW, (web.1, 5000), (HOST, 8080), b"hi"),
         ),
         (
             "api (overlay) connects to a container on another host: VXLAN-encapsulated to that host, VNI 4096",

@@ -21,12 +21,22 @@ pub mod workload;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
-    /// The packet path on DPDK testpmd's workload (64-byte UDP, N flows, one core):
-    /// prints `flows=N mpps=X ns_per_pkt=Y`, comparable with `peer-dpdk-testpmd N`.
+    /// The packet path on DPDK testpmd's workload (64-byte UDP, N flows): prints
+    /// `flows=N mode=M workers=W mpps=X ns_per_pkt=Y bytes_per_flow=B`, comparable with
+    /// `peer-dpdk-testpmd N`.
     Pipeline {
         /// Distinct flows (testpmd's peer script uses 1024).
         #[arg(long, default_value_t = 1024)]
         flows: u32,
+        /// hit (flow-table hit, plain allow), snat (hit with SNAT), vxlan (hit with VXLAN
+        /// encapsulation), new (every frame a new connection through three layers with
+        /// 10,000 ACL rules; mpps then counts millions of connections per second), full
+        /// (the same against a full connection table: every frame refused).
+        #[arg(long, default_value = "hit")]
+        mode: String,
+        /// Workers, each on its own thread with its share of the flows.
+        #[arg(long, default_value_t = 1)]
+        workers: u32,
         /// Measurement rounds of 0.3 s; the best is reported.
         #[arg(long, default_value_t = 5)]
         rounds: u32,
@@ -64,12 +74,32 @@ pub fn run(cmd: BenchCommand) -> Result<(), Failure> {
             trace,
             matches,
         } => classbench(&rules, &trace, matches.as_deref()),
-        BenchCommand::Pipeline { flows, rounds } => {
-            let pps = workload::measure(flows, rounds, Duration::from_millis(300));
+        BenchCommand::Pipeline {
+            flows,
+            mode,
+            workers,
+            rounds,
+        } => {
+            let Some(m) = workload::Mode::parse(&mode) else {
+                return Err(Failure::Input(format!(
+                    "--mode {mode:?}: expected hit, snat, vxlan, new or full"
+                )));
+            };
+            if flows == 0 || flows > m.max_flows() {
+                return Err(Failure::Input(format!(
+                    "--flows {flows}: mode {mode} takes 1 to {} flows",
+                    m.max_flows()
+                )));
+            }
+            if workers == 0 || workers > 256 {
+                return Err(Failure::Input(format!("--workers {workers}: 1 to 256")));
+            }
+            let r = workload::measure(m, flows, workers, rounds, Duration::from_millis(300));
             println!(
-                "flows={flows} mpps={:.2} ns_per_pkt={:.1}",
-                pps / 1e6,
-                1e9 / pps.max(1.0)
+                "flows={flows} mode={mode} workers={workers} mpps={:.2} ns_per_pkt={:.1} bytes_per_flow={:.0}",
+                r.pps / 1e6,
+                1e9 * f64::from(workers) / r.pps.max(1.0),
+                r.bytes_per_flow
             );
             Ok(())
         }

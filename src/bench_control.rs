@@ -70,7 +70,7 @@ fn rules(count: usize, salt: u32) -> Vec<Rule> {
 /// The workload's policy plus endpoint `big` with `n` rules in its inbound ACL group;
 /// `salt` changes one of them (rule 0's priority).
 fn policy(n: usize, salt: u32) -> Policy {
-    let mut p = workload::policy();
+    let mut p = workload::policy(workload::Mode::Hit);
     let Some(mut big) = p.ports.first().cloned() else {
         return p;
     };

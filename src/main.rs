@@ -7,6 +7,7 @@ mod bench_control;
 mod check;
 #[cfg(unix)]
 mod ctl;
+mod import_hns;
 mod lab;
 mod replay;
 mod run;
@@ -31,10 +32,18 @@ struct Cli {
 enum Command {
     /// Run a pcap or pcapng capture through the engine (default: the bundled example).
     Replay(replay::Args),
-    /// Validate a policy file; errors name file, line and object.
+    /// Validate a policy; errors name file, line and object.
     Check {
-        /// The policy file (TOML).
-        file: PathBuf,
+        /// The policy: a TOML file, HNS JSON, Windows CNI configurations; several files
+        /// make one policy.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the TOML policy file equivalent to HNS JSON documents.
+    ImportHns {
+        /// HNS JSON, Windows CNI configurations (and TOML files to merge with them).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
     /// Benchmarks.
     #[command(subcommand)]
@@ -69,7 +78,8 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Replay(args) => replay::run(args),
-        Command::Check { file } => check::run(&file),
+        Command::Check { files } => check::run(&files),
+        Command::ImportHns { files } => import_hns::run(&files),
         Command::Bench(b) => bench::run(b),
         #[cfg(unix)]
         Command::Ctl(args) => ctl::run(args),

@@ -33,9 +33,10 @@ const DEMO_POLICY: &str = include_str!("../examples/policy.toml");
 pub struct Args {
     /// pcap or pcapng file (default: the bundled example capture).
     pub capture: Option<PathBuf>,
-    /// Policy file (default: the bundled example policy).
+    /// Policy file (default: the bundled example policy); give it several times for a
+    /// policy made of several files (a host document and HNS JSON, say).
     #[arg(long)]
-    pub policy: Option<PathBuf>,
+    pub policy: Vec<PathBuf>,
     /// Write what leaves each port as pcapng, each frame commented with its verdict path.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -51,12 +52,18 @@ fn create(path: &PathBuf) -> Result<Box<dyn Write>, Failure> {
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
-    let (policy_name, loaded) = match &args.policy {
-        Some(p) => (p.display().to_string(), crate::check::load(p)?),
-        None => (
+    let (policy_name, loaded) = if args.policy.is_empty() {
+        (
             "examples/policy.toml (bundled)".to_string(),
             strata_rules::policy::load(DEMO_POLICY, "examples/policy.toml"),
-        ),
+        )
+    } else {
+        let (files, loaded) = crate::check::load(&args.policy)?;
+        let loaded = loaded.map(|l| {
+            crate::check::print_warnings(&l.warnings);
+            l.policy
+        });
+        (files.label(), loaded.map_err(|r| r.errors))
     };
     let policy = loaded.map_err(|e| Failure::Input(format!("invalid policy:\n{e}")))?;
     let (capture_name, reader) = match &args.capture {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strata_control::api::{Control, Controller};
-use strata_control::edit::{PolicyState, Refusal};
+use strata_control::edit::PolicyState;
 use strata_control::metrics::MetricsServer;
 use strata_control::protocol::Document;
 #[cfg(unix)]
@@ -26,9 +26,10 @@ use crate::Failure;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The policy file (TOML, or HNS JSON if it ends in .json).
-    #[arg(long)]
-    pub config: PathBuf,
+    /// The policy file (TOML, or HNS JSON if it ends in .json); repeat for a policy
+    /// made of several files, as `strata check` takes them.
+    #[arg(long, required = true)]
+    pub config: Vec<PathBuf>,
     /// Worker threads (each owns a share of the connections and NAT ports).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
@@ -70,18 +71,25 @@ pub fn run(args: Args) -> Result<(), Failure> {
             args.workers
         )));
     }
-    let name = args.config.display().to_string();
-    let text = std::fs::read_to_string(&args.config)
-        .map_err(|e| Failure::Input(format!("cannot read policy file {name}: {e}")))?;
-    let state = PolicyState::new(Document::new(name.clone(), text.clone())).map_err(|r| {
-        Failure::Input(match r {
-            Refusal::Invalid(errors) => {
-                let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-                format!("invalid policy {name}:\n{}", lines.join("\n"))
-            }
-            Refusal::Request(m) => format!("invalid policy {name}: {m}"),
-        })
-    })?;
+    let (files, loaded) = crate::check::load(&args.config)?;
+    let name = files.label();
+    match &loaded {
+        Ok(l) => crate::check::print_warnings(&l.warnings),
+        Err(refused) => {
+            return Err(Failure::Input(format!(
+                "invalid policy {name}:\n{}",
+                refused.errors
+            )));
+        }
+    }
+    let documents: Vec<Document> = files
+        .names
+        .iter()
+        .zip(&files.texts)
+        .map(|(n, t)| Document::new(n.clone(), t.clone()))
+        .collect();
+    let state = PolicyState::of_files(documents)
+        .map_err(|r| Failure::Input(format!("invalid policy {name}:\n{r}")))?;
     let policy = state.current().clone();
     let config = ServiceConfig {
         workers: args.workers,
@@ -104,7 +112,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let controller = Arc::new(Controller::new(handle.clone(), state));
     let control: Arc<dyn Control> = controller.clone();
     let started = (|| {
-        let watch = PolicyWatcher::start(&args.config, text, Arc::clone(&control))
+        let watch = PolicyWatcher::start(&args.config, files.texts.clone(), Arc::clone(&control))
             .map_err(Failure::Runtime)?;
         let metrics = match &args.metrics {
             Some(addr) => {

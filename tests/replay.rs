@@ -48,9 +48,9 @@ fn bundled_example_verdicts_summary_and_pcapng() {
     assert_eq!(got.lines().count(), want.lines().count());
 
     for expected in [
-        "packets             26",
+        "packets             29",
         "forwarded           18",
-        "dropped              8",
+        "dropped             11",
         "  parse                      1",
         "  unsupported                1",
         "  acl                        2",
@@ -58,6 +58,8 @@ fn bundled_example_verdicts_summary_and_pcapng() {
         "  no-route                   1",
         "  vni-mismatch               1",
         "  too-big                    1",
+        "  spoofed-source             2",
+        "  not-exposed                1",
         "arp replies          1",
     ] {
         assert!(
@@ -246,6 +248,36 @@ fn hns_json_policy_replays_like_its_toml_twin() {
         std::fs::read_to_string(a).unwrap(),
         std::fs::read_to_string(b).unwrap(),
     );
-    assert_eq!(a.lines().count(), 26);
+    assert_eq!(a.lines().count(), 29);
     assert_eq!(a, b);
+}
+
+#[test]
+fn a_capture_damaged_mid_file_is_replayed_up_to_the_damage_then_exits_1() {
+    // The bundled capture, cut in the middle of a record.
+    let whole =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo.pcapng")).unwrap();
+    let cut = tmp("cut.pcapng");
+    std::fs::write(&cut, &whole[..whole.len() * 2 / 3]).unwrap();
+    let v = tmp("cut.jsonl");
+    let out = strata(&[
+        "replay",
+        cut.to_str().unwrap(),
+        "--verdicts",
+        v.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "invalid input exits 1");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("truncated at byte") || stderr.contains("malformed capture at byte"),
+        "{stderr}"
+    );
+    // The frames before the damage were replayed: verdicts and summary for them.
+    let verdicts = std::fs::read_to_string(&v).unwrap().lines().count();
+    assert!(verdicts > 10 && verdicts < 29, "{verdicts} verdicts");
+    assert!(
+        stderr.contains(&format!("the {verdicts} frames before it were replayed")),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("packets     {verdicts:>10}")));
 }

@@ -77,7 +77,11 @@ pub trait Control: Send + Sync {
     fn layers(&self, port: &str) -> Result<Vec<LayerInfo>, CtlError>;
     fn flows(&self, port: Option<&str>) -> Result<Vec<FlowInfo>, CtlError>;
     fn stats(&self) -> Result<StatsInfo, CtlError>;
-    fn apply(&self, document: Document) -> Result<Updated, CtlError>;
+    fn apply(&self, document: Document) -> Result<Updated, CtlError> {
+        self.apply_files(vec![document])
+    }
+    /// A whole new policy made of several files (the watched `--config` files).
+    fn apply_files(&self, documents: Vec<Document>) -> Result<Updated, CtlError>;
     fn edit(&self, edit: Edit) -> Result<Updated, CtlError>;
     fn counters_reset(&self) -> Result<(), CtlError>;
 }
@@ -301,9 +305,10 @@ impl<D: Dataplane> Control for Controller<D> {
         Ok(s)
     }
 
-    fn apply(&self, document: Document) -> Result<Updated, CtlError> {
-        let name = document.name.clone();
-        self.update(&format!("apply {name}"), None, |s| s.apply(document))
+    fn apply_files(&self, documents: Vec<Document>) -> Result<Updated, CtlError> {
+        let names: Vec<&str> = documents.iter().map(|d| d.name.as_str()).collect();
+        let what = format!("apply {}", names.join(" + "));
+        self.update(&what, None, |s| s.apply_files(documents))
     }
 
     fn edit(&self, edit: Edit) -> Result<Updated, CtlError> {

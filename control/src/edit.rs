@@ -69,10 +69,26 @@ impl std::fmt::Display for Refusal {
 
 /// Loads a whole policy document as `strata check` does.
 pub fn load(doc: &Document) -> Result<Policy, PolicyErrors> {
-    match doc.format() {
-        Format::Toml => policy::load(&doc.text, &doc.name),
-        Format::HnsJson => policy::load_hns_json(&doc.text, &doc.name),
-    }
+    load_all(std::slice::from_ref(doc))
+}
+
+/// Loads a policy made of several documents (a TOML host file with HNS JSON, say),
+/// linked as `strata check FILE...` links them.
+pub fn load_all(docs: &[Document]) -> Result<Policy, PolicyErrors> {
+    let sources: Vec<policy::Source<'_>> = docs
+        .iter()
+        .map(|d| policy::Source {
+            name: &d.name,
+            text: &d.text,
+            format: match d.format() {
+                Format::Toml => policy::Format::Toml,
+                Format::HnsJson => policy::Format::HnsJson,
+            },
+        })
+        .collect();
+    policy::load_sources(&sources)
+        .map(|l| l.policy)
+        .map_err(|r| r.errors)
 }
 
 /// The base document without its endpoints: what fragments are compiled against.
@@ -119,8 +135,10 @@ impl Context {
 /// The running policy: its base, the edits since, and the policy they make.
 #[derive(Clone, Debug)]
 pub struct PolicyState {
-    base: Document,
-    context: Context,
+    /// The base's documents (one, or several files linked together).
+    base: Vec<Document>,
+    /// What fragments are compiled against; `None` for a base of several files.
+    context: Option<Context>,
     base_policy: Policy,
     edits: Vec<Edit>,
     current: Policy,
@@ -129,9 +147,17 @@ pub struct PolicyState {
 impl PolicyState {
     /// The state of a first policy.
     pub fn new(base: Document) -> Result<PolicyState, Refusal> {
-        let base_policy = load(&base).map_err(Refusal::Invalid)?;
+        PolicyState::of_files(vec![base])
+    }
+
+    /// The state of a first policy made of several files.
+    pub fn of_files(base: Vec<Document>) -> Result<PolicyState, Refusal> {
+        let base_policy = load_all(&base).map_err(Refusal::Invalid)?;
         Ok(PolicyState {
-            context: Context::of(&base),
+            context: match &base[..] {
+                [one] => Some(Context::of(one)),
+                _ => None,
+            },
             current: base_policy.clone(),
             base_policy,
             base,
@@ -144,7 +170,7 @@ impl PolicyState {
         &self.current
     }
 
-    pub fn base(&self) -> &Document {
+    pub fn base(&self) -> &[Document] {
         &self.base
     }
 
@@ -154,7 +180,12 @@ impl PolicyState {
 
     /// A new base, with the edits of added endpoints replayed on it.
     pub fn apply(&self, base: Document) -> Result<PolicyState, Refusal> {
-        let mut next = PolicyState::new(base)?;
+        self.apply_files(vec![base])
+    }
+
+    /// A new base of several files, with the edits of added endpoints replayed on it.
+    pub fn apply_files(&self, base: Vec<Document>) -> Result<PolicyState, Refusal> {
+        let mut next = PolicyState::of_files(base)?;
         for edit in kept_edits(&self.edits) {
             next = next.edit(edit.clone())?;
         }
@@ -220,7 +251,7 @@ impl PolicyState {
     /// An endpoint's fields as a document in the base's format.
     pub fn render_endpoint(&self, spec: &EndpointSpec) -> Document {
         let name = format!("endpoint {}", spec.name);
-        match self.context.format() {
+        match self.context.as_ref().map_or(Format::Toml, Context::format) {
             Format::Toml => {
                 let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
                 let mut text = format!(
@@ -271,7 +302,7 @@ impl PolicyState {
     /// The endpoints of an `endpoint add` document, compiled in the base's context.
     fn compile_endpoints(&self, doc: &Document) -> Result<Vec<Port>, Refusal> {
         self.same_format(doc)?;
-        match &self.context {
+        match self.context()? {
             Context::Toml(ctx) => {
                 toml_fragment(doc, &["endpoint"])?;
                 compile_toml(ctx, "", doc)
@@ -305,7 +336,7 @@ impl PolicyState {
         self.same_format(doc)?;
         let v4 = port.ips.iter().find(|ip| ip.is_ipv4());
         let v6 = port.ips.iter().find(|ip| ip.is_ipv6());
-        let ports = match &self.context {
+        let ports = match self.context()? {
             Context::Toml(ctx) => {
                 let text = rename_acl_headers(&doc.text);
                 let renamed = Document {
@@ -381,8 +412,27 @@ impl PolicyState {
             .ok_or_else(|| invalid_at(doc, "file", "no ACL compiled"))
     }
 
+    /// The context fragments are compiled in: a one-file base's.
+    fn context(&self) -> Result<&Context, Refusal> {
+        self.context.as_ref().ok_or_else(|| {
+            Refusal::Request(format!(
+                "the running policy is made of several files ({}): endpoint and rule edits \
+                 need a policy of one file for now; apply a whole policy instead",
+                self.base_names()
+            ))
+        })
+    }
+
+    fn base_names(&self) -> String {
+        self.base
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" + ")
+    }
+
     fn same_format(&self, doc: &Document) -> Result<(), Refusal> {
-        let (want, got) = (self.context.format(), doc.format());
+        let (want, got) = (self.context()?.format(), doc.format());
         if want == got {
             return Ok(());
         }
@@ -395,7 +445,7 @@ impl PolicyState {
             "file",
             &format!(
                 "the running policy is {base} ({}): changes to it are written in {base}, not {other}",
-                self.base.name
+                self.base_names()
             ),
         ))
     }

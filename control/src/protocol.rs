@@ -40,23 +40,16 @@ impl Document {
         }
     }
 
-    /// The format: as given, else `*.json` / `*.conf*` or text starting with `{` or `[{`
-    /// is HNS JSON, anything else TOML (what `strata check` does).
+    /// The format: as given, else as `strata check` tells it (`*.toml`; `*.json`,
+    /// `*.conf`, `*.conflist`; else JSON if the text starts like JSON).
     pub fn format(&self) -> Format {
         if let Some(f) = self.format {
             return f;
         }
-        let lower = self.name.to_ascii_lowercase();
-        if lower.ends_with(".json") || lower.ends_with(".conf") || lower.ends_with(".conflist") {
-            return Format::HnsJson;
+        match strata_rules::policy::Format::of(&self.name, &self.text) {
+            strata_rules::policy::Format::Toml => Format::Toml,
+            strata_rules::policy::Format::HnsJson => Format::HnsJson,
         }
-        if lower.ends_with(".toml") {
-            return Format::Toml;
-        }
-        let t = self.text.trim_start();
-        let json =
-            t.starts_with('{') || (t.starts_with('[') && t[1..].trim_start().starts_with('{'));
-        if json { Format::HnsJson } else { Format::Toml }
     }
 }
 

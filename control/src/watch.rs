@@ -1,5 +1,5 @@
-//! The policy file, watched (inotify through `notify`) and re-applied when it changes,
-//! as `strata ctl apply` would: a valid file is published, an invalid one is refused,
+//! The policy files, watched (inotify through `notify`) and re-applied when one changes,
+//! as `strata ctl apply` would (all of them, a policy of several files being linked): a valid file is published, an invalid one is refused,
 //! logged with `strata check`'s errors and counted, and the running policy stays.
 //!
 //! The file's directory is watched, not the file: editors save by writing a new file and
@@ -22,7 +22,7 @@ use crate::protocol::Document;
 /// How long events are gathered before the file is read again.
 const SETTLE: Duration = Duration::from_millis(100);
 
-/// Watches a policy file until dropped.
+/// Watches the files of a policy until dropped.
 pub struct PolicyWatcher {
     _watcher: notify::RecommendedWatcher,
     stop: Arc<AtomicBool>,
@@ -30,30 +30,45 @@ pub struct PolicyWatcher {
 }
 
 impl PolicyWatcher {
-    /// Watches `file`, whose current text (`running`) is what runs now.
+    /// Watches `files`, whose current texts (`running`) are what runs now.
     pub fn start(
-        file: &Path,
-        running: String,
+        files: &[PathBuf],
+        running: Vec<String>,
         control: Arc<dyn Control>,
     ) -> Result<PolicyWatcher, String> {
-        let file = std::path::absolute(file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let dir = file
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("/"));
-        let name = file.file_name().map(|n| n.to_os_string());
+        let files: Vec<PathBuf> = files
+            .iter()
+            .map(|f| std::path::absolute(f).map_err(|e| format!("{}: {e}", f.display())))
+            .collect::<Result<_, _>>()?;
+        let names: Vec<PathBuf> = files.clone();
         let (tx, rx) = unbounded();
         let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
             if let Ok(ev) = ev
-                && ev.paths.iter().any(|p| p.file_name() == name.as_deref())
+                && ev.paths.iter().any(|p| {
+                    names
+                        .iter()
+                        .any(|f| f.file_name() == p.file_name() && f.parent() == p.parent())
+                })
             {
                 let _ = tx.send(());
             }
         })
-        .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
-        watcher
-            .watch(&dir, RecursiveMode::NonRecursive)
-            .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+        .map_err(|e| format!("cannot watch the policy files: {e}"))?;
+        let mut dirs: Vec<PathBuf> = files
+            .iter()
+            .map(|f| {
+                f.parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| PathBuf::from("/"))
+            })
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        for dir in &dirs {
+            watcher
+                .watch(dir, RecursiveMode::NonRecursive)
+                .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -68,7 +83,7 @@ impl PolicyWatcher {
                     }
                     std::thread::sleep(SETTLE);
                     while rx.try_recv().is_ok() {}
-                    reload(&file, &mut last, control.as_ref());
+                    reload(&files, &mut last, control.as_ref());
                 }
             })
             .map_err(|e| e.to_string())?;
@@ -80,27 +95,34 @@ impl PolicyWatcher {
     }
 }
 
-fn reload(file: &Path, last: &mut String, control: &dyn Control) {
-    let name = file.display().to_string();
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) => {
-            // Removed or half-renamed: the next event will bring it back.
-            tracing::warn!(file = %name, error = %e, "policy file unreadable; the running policy stays");
-            return;
+fn reload(files: &[PathBuf], last: &mut Vec<String>, control: &dyn Control) {
+    let mut texts = Vec::with_capacity(files.len());
+    for file in files {
+        match std::fs::read_to_string(file) {
+            Ok(t) => texts.push(t),
+            Err(e) => {
+                // Removed or half-renamed: the next event will bring it back.
+                tracing::warn!(file = %file.display(), error = %e, "policy file unreadable; the running policy stays");
+                return;
+            }
         }
-    };
-    if text == *last {
+    }
+    if texts == *last {
         return;
     }
-    *last = text.clone();
-    match control.apply(Document::new(name.clone(), text)) {
-        Ok(u) => tracing::info!(file = %name, generation = u.generation, "policy file reloaded"),
+    *last = texts.clone();
+    let docs: Vec<Document> = files
+        .iter()
+        .zip(texts)
+        .map(|(f, t)| Document::new(f.display().to_string(), t))
+        .collect();
+    match control.apply_files(docs) {
+        Ok(u) => tracing::info!(generation = u.generation, "policy files reloaded"),
         Err(e) => {
             for err in &e.0.errors {
                 tracing::warn!("{err}");
             }
-            tracing::warn!(file = %name, "{}", e.0.message);
+            tracing::warn!("{}", e.0.message);
         }
     }
 }

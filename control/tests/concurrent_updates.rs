@@ -21,7 +21,7 @@ use strata_dataplane::engine::Outcome;
 use strata_dataplane::packet::testutil as tu;
 use strata_dataplane::policy::{CompileOptions, CompiledPolicy};
 use strata_dataplane::worker::{Observer, WorkerError};
-use strata_rules::conn::tcp_flags;
+use strata_rules::conn::{TcpSeq, tcp_flags};
 use strata_rules::decision::DecisionNames;
 use strata_rules::model::*;
 use strata_rules::reference::{RefPacket, RefSwitch};
@@ -194,6 +194,19 @@ fn packets(rng: &mut Rng, n: usize) -> Vec<RefPacket> {
                 },
                 icmp_id: None,
                 tcp_flags: flags,
+                // What `frame_of`'s TCP header says (testutil: seq 1, ack 0, window
+                // 0xffff, 4 bytes of data).
+                tcp_seq: if protocol == proto::TCP {
+                    TcpSeq {
+                        seq: 1,
+                        ack: 0,
+                        window: 0xffff,
+                        wscale: None,
+                        len: 4,
+                    }
+                } else {
+                    TcpSeq::default()
+                },
                 ts_ns: 1_000_000_000 + i as u64 * 1_000_000,
             }
         })

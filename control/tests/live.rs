@@ -40,8 +40,12 @@ fn an_edited_policy_file_is_published_and_a_broken_one_refused() {
     let file = dir.path().join("policy.toml");
     std::fs::write(&file, POLICY).unwrap();
     let c = start(POLICY);
-    let _w =
-        PolicyWatcher::start(&file, POLICY.to_string(), c.clone() as Arc<dyn Control>).unwrap();
+    let _w = PolicyWatcher::start(
+        std::slice::from_ref(&file),
+        vec![POLICY.to_string()],
+        c.clone() as Arc<dyn Control>,
+    )
+    .unwrap();
 
     let has_rule = |c: &Controller<LocalDataplane>, id: &str| {
         c.policy()

@@ -25,10 +25,24 @@ pub enum DropReason {
     VlanMismatch,
     /// Larger than the uplink MTU after encapsulation.
     TooBig,
+    /// A source the sender may not use: an endpoint posing as another (MAC or address),
+    /// or the uplink claiming the address of a container the outside cannot reach.
+    SpoofedSource,
+    /// From the uplink to an endpoint its network does not expose to the outside: a NAT
+    /// network's containers are reached only through port mappings and replies, an
+    /// overlay's only encapsulated.
+    NotExposed,
+    /// A TCP RST outside the receiver's window (RFC 5961): an off-path guess; the
+    /// connection it aimed at carries on.
+    TcpOutOfWindow,
+    /// A later fragment that cannot follow a first one: its first was not seen (or
+    /// expired), it overlaps another fragment of its datagram, or it is a TCP fragment
+    /// at offset 8 (RFC 1858, RFC 3128, RFC 5722).
+    Fragment,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::Parse,
         DropReason::Unsupported,
         DropReason::Acl,
@@ -39,6 +53,10 @@ impl DropReason {
         DropReason::VniMismatch,
         DropReason::VlanMismatch,
         DropReason::TooBig,
+        DropReason::SpoofedSource,
+        DropReason::NotExposed,
+        DropReason::TcpOutOfWindow,
+        DropReason::Fragment,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +71,10 @@ impl DropReason {
             DropReason::VniMismatch => "vni-mismatch",
             DropReason::VlanMismatch => "vlan-mismatch",
             DropReason::TooBig => "too-big",
+            DropReason::SpoofedSource => "spoofed-source",
+            DropReason::NotExposed => "not-exposed",
+            DropReason::TcpOutOfWindow => "tcp-out-of-window",
+            DropReason::Fragment => "fragment",
         }
     }
 

@@ -18,15 +18,40 @@
 
 use std::sync::Arc;
 
-use strata_rules::model::{Mac, Policy};
+use strata_rules::model::{Direction, Mac, Policy};
 
 use crate::DropReason;
-use crate::packet::{self, FrameKind, Parsed};
+use crate::flow::FlowKey;
+use crate::packet::{self, Fragment, FrameKind, Parsed};
+use crate::policy::Decision;
 use crate::policy::{CompileOptions, CompiledPolicy, PortId};
+use crate::state::fragments::DatagramKey;
+use crate::state::path::{PathEntry, PathKey};
+use crate::state::uft::FlowPins;
 use crate::state::{EngineState, Limits, SwitchStats};
 use crate::switch::{FrameInfo, Switch};
 use crate::transpose::bytes::{self, DEFAULT_HEADROOM, PacketBuf};
 use crate::verdict::{Answer, Verdict, VerdictRecord};
+use strata_rules::conn::tcp_flags;
+
+/// The direction a frame entering at `ingress` travels.
+fn direction_of(ingress: PortId) -> Direction {
+    match ingress {
+        PortId::Endpoint(_) => Direction::Out,
+        PortId::Uplink => Direction::In,
+    }
+}
+
+/// The datagram a fragment belongs to.
+fn datagram(ingress: PortId, p: &Parsed) -> DatagramKey {
+    DatagramKey {
+        ingress,
+        src: p.fields.src_ip,
+        dst: p.fields.dst_ip,
+        protocol: p.fields.protocol,
+        id: p.frag.id,
+    }
+}
 
 /// Where a frame entered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,17 +214,51 @@ impl Engine {
         }
         let parsed = packet::parse_captured(rx.data, rx.orig_len);
         let ingress = self.ingress(&rx, &parsed);
-        if let (PortId::Uplink, Ok(p)) = (ingress, &parsed) {
-            crate::switch::resolve::learn(&self.policy, &mut self.state, rx.data, p);
-        }
-        let info = FrameInfo::from_frame(rx.data, &parsed, self.policy.vxlan_ports());
-        let mut verdict = self.decide(ingress, &info, rx.ts_ns);
         let Ok(p) = parsed else {
+            let verdict = self.decide(ingress, &FrameInfo::Malformed, rx.ts_ns);
             return Outcome {
                 verdict,
                 output: None,
             };
         };
+        if ingress == PortId::Uplink {
+            crate::switch::resolve::learn(&self.policy, &mut self.state, rx.data, &p);
+        }
+        // A whole packet of a flow (not an ICMP error, not a fragment, not VXLAN for this
+        // host): the path table may answer for it, and learns its path otherwise.
+        let path = self.whole_flow_packet(&p).then(|| {
+            PathKey::new(
+                FlowKey::of_fields(direction_of(ingress), &p.fields, p.icmp_id),
+                ingress,
+            )
+        });
+        const CONNECTION_FLAGS: u8 = tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST;
+        if let Some(key) = &path
+            && p.tcp_flags & CONNECTION_FLAGS == 0
+            && let Some(mut verdict) = self.replay(key, ingress, &p, rx.ts_ns)
+        {
+            let output = verdict
+                .egress
+                .and_then(|e| self.rewrite(&mut verdict, e, &rx, &p));
+            return Outcome { verdict, output };
+        }
+        let info = FrameInfo::from_frame(rx.data, &Ok(p), self.policy.vxlan_ports());
+        let ip = matches!(info, FrameInfo::Ip(_));
+        self.state.legs.clear();
+        self.state.legs_cacheable = true;
+        let mut verdict = match p.fragment {
+            Fragment::NonFirst if ip => self.follow(ingress, &p, rx.ts_ns),
+            _ => self.decide(ingress, &info, rx.ts_ns),
+        };
+        if let Some(key) = path {
+            self.learn_path(key, &p, &verdict);
+        }
+        if ip && p.fragment == Fragment::First {
+            let now = self.state.clock;
+            self.state
+                .fragments
+                .first(datagram(ingress, &p), &verdict, &p.frag, now);
+        }
         let output = match (verdict.answer, verdict.egress) {
             (Some(answer), _) => self.answer(&verdict, answer, rx.data, &p),
             (None, Some(egress)) => self.rewrite(&mut verdict, egress, &rx, &p),
@@ -217,6 +276,133 @@ impl Engine {
             state: &mut self.state,
         };
         sw.decide(ingress, frame, ts_ns)
+    }
+
+    /// Whether a parsed frame is a whole IP packet of a flow, as the path table keeps
+    /// them: not a fragment, not an ICMP error (it follows another connection), not
+    /// VXLAN to one of this host's VXLAN ports (decapsulated, not forwarded).
+    fn whole_flow_packet(&self, p: &Parsed) -> bool {
+        let f = &p.fields;
+        matches!(p.kind, FrameKind::Ip)
+            && p.fragment == Fragment::None
+            && !f
+                .icmp
+                .is_some_and(|(t, _)| bytes::is_icmp_error(p.ip_version, t))
+            && !(f.protocol == strata_rules::model::proto::UDP
+                && self.policy.vxlan_ports().contains(&f.dst_port))
+    }
+
+    /// Answers a packet from the path table, if its path still holds (see
+    /// `state::path`): every port it crossed counts it and keeps its connection alive as
+    /// its own fast path would.
+    fn replay(
+        &mut self,
+        key: &PathKey,
+        ingress: PortId,
+        p: &Parsed,
+        ts_ns: u64,
+    ) -> Option<Verdict> {
+        let policy = &self.policy;
+        let st = &mut self.state;
+        let e = st.paths.get(key)?;
+        let pins = FlowPins::of(&p.fields);
+        if e.pins != pins || e.topology != policy.topology || e.underlay != st.underlay_epoch {
+            return None;
+        }
+        let now = st.clock.max(ts_ns);
+        for leg in &e.legs {
+            let port = policy.port(leg.slot)?;
+            let ps = st.ports.get_mut(leg.slot)?.as_mut()?;
+            let holds = port.incarnation == leg.incarnation
+                && port.generation == leg.generation
+                && ps.incarnation == leg.incarnation
+                && ps.version == leg.version
+                && leg.conn.is_none_or(|(c, _)| {
+                    ps.conns
+                        .live(c, now)
+                        .is_some_and(|c| c.generation == leg.generation)
+                });
+            if !holds {
+                // An expired connection found on the way gives its NAT port back.
+                ps.release(&mut st.nat);
+                return None;
+            }
+        }
+        st.clock = now;
+        for leg in &e.legs {
+            let Some(Some(ps)) = st.ports.get_mut(leg.slot) else {
+                continue;
+            };
+            let c = &mut ps.counters;
+            match leg.dir {
+                Direction::Out => c.packets_out += 1,
+                Direction::In => c.packets_in += 1,
+            }
+            c.fast_path += 1;
+            if leg.dropped {
+                c.dropped += 1;
+            }
+            c.count_hits(leg.hits.iter().map(|&w| Decision::unpack(w)));
+            if let Some((conn, orig)) = leg.conn {
+                ps.conns.touch(conn, p.tcp_flags, &p.tcp_seq, orig, now);
+            }
+        }
+        let verdict = Verdict {
+            ingress,
+            direction: direction_of(ingress),
+            egress: e.egress,
+            drop: e.drop,
+            decided: e.decided,
+            rewrite: e.rewrite,
+            answer: None,
+            icmp_inner: None,
+        };
+        st.stats.count(verdict.drop);
+        Some(verdict)
+    }
+
+    /// Records the path a packet took, if every port traversal on it may be replayed and
+    /// nothing else depended on state: drops are recorded only when a port dropped it.
+    fn learn_path(&mut self, key: PathKey, p: &Parsed, v: &Verdict) {
+        let st = &mut self.state;
+        let port_dropped = st.legs.last().is_some_and(|l| l.dropped);
+        if !st.legs_cacheable
+            || st.legs.is_empty()
+            || v.answer.is_some()
+            || v.icmp_inner.is_some()
+            || (v.drop.is_some() && !port_dropped)
+        {
+            return;
+        }
+        let entry = PathEntry {
+            pins: FlowPins::of(&p.fields),
+            topology: self.policy.topology,
+            underlay: st.underlay_epoch,
+            egress: v.egress,
+            drop: v.drop,
+            decided: v.decided,
+            rewrite: v.rewrite,
+            legs: std::mem::take(&mut st.legs),
+        };
+        st.paths.insert(key, entry);
+    }
+
+    /// A later fragment: the verdict of its datagram's first, if it may follow it.
+    fn follow(&mut self, ingress: PortId, p: &Parsed, ts_ns: u64) -> Verdict {
+        let st = &mut self.state;
+        st.clock = st.clock.max(ts_ns);
+        let verdict = st
+            .fragments
+            .follow(&datagram(ingress, p), &p.frag, st.clock)
+            .unwrap_or_else(|| {
+                let direction = match ingress {
+                    PortId::Endpoint(_) => Direction::Out,
+                    PortId::Uplink => Direction::In,
+                };
+                Verdict::drop(ingress, direction, DropReason::Fragment)
+            });
+        st.stats.count(verdict.drop);
+        verdict
     }
 
     fn ingress(&self, rx: &Rx<'_>, parsed: &Result<Parsed, packet::ParseError>) -> PortId {
@@ -350,7 +536,9 @@ impl Engine {
         {
             let stats = &mut self.state.stats;
             stats.forwarded -= 1;
-            stats.dropped[DropReason::Parse.index()] += 1;
+            if let Some(n) = stats.dropped.get_mut(DropReason::Parse.index()) {
+                *n += 1;
+            }
             v.egress = None;
             v.drop = Some(DropReason::Parse);
             return None;

@@ -18,6 +18,8 @@ pub struct PacketMeta {
     /// ICMP echo identifier, for echo requests and replies.
     pub icmp_id: Option<u16>,
     pub tcp_flags: u8,
+    /// A TCP segment's sequence space.
+    pub tcp_seq: strata_rules::conn::TcpSeq,
     /// The IP packet's length (header and payload), for MTU checks.
     pub ip_len: u32,
     /// For an ICMP error: the connection key of the packet it quotes, so the error can
@@ -71,9 +73,13 @@ fn key(dir: Direction, src: IpAddr, dst: IpAddr, protocol: u8, a: u16, b: u16) -
 
 impl FlowKey {
     pub fn of(dir: Direction, m: &PacketMeta) -> FlowKey {
-        let f = &m.fields;
+        FlowKey::of_fields(dir, &m.fields, m.icmp_id)
+    }
+
+    /// The key of a packet with these fields (and ICMP echo identifier).
+    pub fn of_fields(dir: Direction, f: &Fields, icmp_id: Option<u16>) -> FlowKey {
         let (a, b) = match f.icmp {
-            Some((t, _)) if is_icmp_echo(f.protocol, t) => (m.icmp_id.unwrap_or(0), ECHO),
+            Some((t, _)) if is_icmp_echo(f.protocol, t) => (icmp_id.unwrap_or(0), ECHO),
             Some((t, c)) => (0, u16::from_be_bytes([t, c])),
             None => (f.src_port, f.dst_port),
         };

@@ -19,6 +19,19 @@
 //! `port` (sender's layers) → delivery → `port` (receiver's layers) → `transpose` (the
 //! bytes) → `worker` → `device`.
 
+// Panic-freedom by construction on the packet path: nothing a frame, a capture or a
+// policy controls may reach an `unwrap`, an `expect`, a `panic!` or an unchecked index.
+// Each exception is allowed where it stands, with its reason.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 pub mod capture;
 pub mod device;
 pub mod drop;

@@ -18,7 +18,7 @@ use strata_dataplane::engine::{Engine, Rx};
 use strata_dataplane::packet::{self, testutil as tu};
 use strata_dataplane::policy::{CompileOptions, CompiledPolicy, PortId};
 use strata_dataplane::state::Limits;
-use strata_rules::conn::tcp_flags;
+use strata_rules::conn::{TcpSeq, tcp_flags};
 use strata_rules::model::*;
 use strata_rules::reference::{RefPacket, RefSwitch};
 
@@ -257,6 +257,9 @@ enum Op {
     Reverse(usize),
     /// Answer packet k steps back as it left the switch (after NAT): its reply.
     Reply(usize),
+    /// An RST in the direction of packet k steps back, at its next sequence number plus
+    /// an offset (0: exact; small: inside the window; large: outside).
+    Reset(usize, u32),
     /// Time passes (seconds).
     Wait(u64),
     NewPolicy(Policy),
@@ -281,14 +284,42 @@ fn packet() -> impl Strategy<Value = RefPacket> {
             tcp_flags::RST,
         ]),
         (0u16..3, prop::sample::select(vec![0u8, 3, 8, 128, 129])),
+        (
+            prop::bool::weighted(0.85),
+            prop::sample::select(vec![1000u32, 1004, 2000, 70000]),
+            prop::sample::select(vec![0u16, 8, 65535]),
+            prop::option::weighted(0.3, 0u8..3),
+        ),
     )
         .prop_map(
-            |(v6, s4, d4, s6, d6, protocol, sp, dp, (sm, dm), flags, (id, ty))| {
-                let (src_ip, dst_ip) = if v6 {
+            |(
+                v6,
+                s4,
+                d4,
+                s6,
+                d6,
+                protocol,
+                sp,
+                dp,
+                (sm, dm),
+                flags,
+                (id, ty),
+                (own, seq, window, wscale),
+            )| {
+                let (mut src_ip, dst_ip) = if v6 {
                     (ip(V6[s6]), ip(V6[d6]))
                 } else {
                     (ip(V4[s4]), ip(V4[d4]))
                 };
+                // An endpoint (MACs 1..=3) mostly sends as itself (its address, or
+                // IPv6 link-local); sometimes it tries another's (spoofed-source).
+                if own && (1..=3).contains(&sm) {
+                    src_ip = match (v6, sm) {
+                        (false, _) => ip(V4[usize::from(sm) - 1]),
+                        (true, 3) => ip(V6[1]),
+                        (true, _) => ip("fe80::1"),
+                    };
+                }
                 let icmp = proto::is_icmp(protocol).then_some((ty, 0));
                 let (src_port, dst_port) = if proto::has_ports(protocol) {
                     (PORTS[sp], PORTS[dp])
@@ -318,6 +349,7 @@ fn packet() -> impl Strategy<Value = RefPacket> {
                     },
                     icmp_id: icmp.map(|_| id),
                     tcp_flags: if protocol == proto::TCP { flags } else { 0 },
+                    tcp_seq: tcp_seq(protocol, flags, seq, 1000, window, wscale),
                     ts_ns: 0,
                 }
             },
@@ -339,11 +371,38 @@ fn ops(transpose: bool) -> impl Strategy<Value = Vec<Op>> {
             4 => (0usize..6).prop_map(Op::Repeat),
             4 => (0usize..6).prop_map(Op::Reverse),
             4 => (0usize..6).prop_map(Op::Reply),
+            2 => ((0usize..6), prop::sample::select(vec![0u32, 6, 1_000_000])).prop_map(|(k, o)| Op::Reset(k, o)),
             1 => prop::sample::select(waits).prop_map(Op::Wait),
             1 => policy(transpose).prop_map(Op::NewPolicy),
         ],
         1..60,
     )
+}
+
+/// A TCP segment's sequence space as the engine will parse it from `frame_of`'s frame
+/// (4 bytes of payload; the window scale option only on SYNs); zero for other protocols.
+fn tcp_seq(protocol: u8, flags: u8, seq: u32, ack: u32, window: u16, wscale: Option<u8>) -> TcpSeq {
+    if protocol != proto::TCP {
+        return TcpSeq::default();
+    }
+    TcpSeq {
+        seq,
+        ack,
+        window,
+        wscale: wscale.filter(|_| flags & tcp_flags::SYN != 0),
+        len: 4,
+    }
+}
+
+fn reset(p: &RefPacket, offset: u32) -> RefPacket {
+    let q = p.tcp_seq;
+    let syn = u32::from(p.tcp_flags & tcp_flags::SYN != 0);
+    let next = q.seq.wrapping_add(q.len + syn).wrapping_add(offset);
+    RefPacket {
+        tcp_flags: tcp_flags::RST | tcp_flags::ACK,
+        tcp_seq: tcp_seq(p.fields.protocol, 0, next, q.ack, 0, None),
+        ..*p
+    }
 }
 
 fn reverse(p: &RefPacket) -> RefPacket {
@@ -362,7 +421,20 @@ fn reverse(p: &RefPacket) -> RefPacket {
         tcp_flags::SYN => tcp_flags::SYN | tcp_flags::ACK,
         f => f,
     };
+    // The other side's segment: its sequence number is what this one acknowledged, and
+    // it acknowledges what this one sent.
+    let q = p.tcp_seq;
+    let syn = u32::from(p.tcp_flags & tcp_flags::SYN != 0);
+    let tcp_seq = tcp_seq(
+        f.protocol,
+        flags,
+        q.ack,
+        q.seq.wrapping_add(q.len + syn),
+        q.window,
+        q.wscale,
+    );
     RefPacket {
+        tcp_seq,
         fields: Fields {
             src_mac: f.dst_mac,
             dst_mac: f.src_mac,
@@ -383,7 +455,18 @@ fn reverse(p: &RefPacket) -> RefPacket {
 fn frame_of(p: &RefPacket) -> Vec<u8> {
     let f = &p.fields;
     let l4 = match f.protocol {
-        proto::TCP => tu::tcp(f.src_port, f.dst_port, p.tcp_flags, &[], b"data"),
+        proto::TCP => {
+            let s = p.tcp_seq;
+            let options: &[u8] = match s.wscale {
+                Some(w) => &[1, 3, 3, w],
+                None => &[],
+            };
+            let mut t = tu::tcp(f.src_port, f.dst_port, p.tcp_flags, options, b"data");
+            t[4..8].copy_from_slice(&s.seq.to_be_bytes());
+            t[8..12].copy_from_slice(&s.ack.to_be_bytes());
+            t[14..16].copy_from_slice(&s.window.to_be_bytes());
+            t
+        }
         proto::UDP => tu::udp(f.src_port, f.dst_port, b"data"),
         proto::ICMP | proto::ICMPV6 => {
             let (t, c) = f.icmp.unwrap_or((0, 0));
@@ -439,7 +522,10 @@ fn run(policy: Policy, ops: Vec<Op>, classify: bool) -> Result<(), TestCaseError
     for (step, op) in ops.into_iter().enumerate() {
         let pkt = match op {
             Op::Packet(p) => p,
-            Op::Repeat(_) | Op::Reverse(_) | Op::Reply(_) if sent.is_empty() => continue,
+            Op::Repeat(_) | Op::Reverse(_) | Op::Reply(_) | Op::Reset(..) if sent.is_empty() => {
+                continue;
+            }
+            Op::Reset(k, offset) => reset(&sent[sent.len() - 1 - k.min(sent.len() - 1)], offset),
             Op::Reply(k) => reverse(&left[left.len() - 1 - k.min(left.len() - 1)]),
             Op::Repeat(k) => sent[sent.len() - 1 - k.min(sent.len() - 1)],
             Op::Reverse(k) => reverse(&sent[sent.len() - 1 - k.min(sent.len() - 1)]),
@@ -520,8 +606,68 @@ fn run(policy: Policy, ops: Vec<Op>, classify: bool) -> Result<(), TestCaseError
     Ok(())
 }
 
+/// The same traffic through a warm engine (flow table and path table) and a cold one
+/// (nothing cached: every packet takes the slow path): the same verdict, the same bytes
+/// out, packet by packet. The caches may only ever save work.
+fn warm_and_cold(policy: Policy, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let compiled =
+        |p: &Policy| Arc::new(CompiledPolicy::compile(p, None, CompileOptions::default()));
+    let mut warm = Engine::new(compiled(&policy), Limits::default());
+    let cold_limits = Limits {
+        flows: 0,
+        ..Limits::default()
+    };
+    let mut cold = Engine::new(compiled(&policy), cold_limits);
+    let (mut sent, mut left): (Vec<RefPacket>, Vec<RefPacket>) = (Vec::new(), Vec::new());
+    let mut now = 1_000_000_000u64;
+    for (step, op) in ops.into_iter().enumerate() {
+        let pkt = match op {
+            Op::Packet(p) => p,
+            Op::Repeat(_) | Op::Reverse(_) | Op::Reply(_) | Op::Reset(..) if sent.is_empty() => {
+                continue;
+            }
+            Op::Reset(k, offset) => reset(&sent[sent.len() - 1 - k.min(sent.len() - 1)], offset),
+            Op::Reply(k) => reverse(&left[left.len() - 1 - k.min(left.len() - 1)]),
+            Op::Repeat(k) => sent[sent.len() - 1 - k.min(sent.len() - 1)],
+            Op::Reverse(k) => reverse(&sent[sent.len() - 1 - k.min(sent.len() - 1)]),
+            Op::Wait(s) => {
+                now += s * 1_000_000_000;
+                continue;
+            }
+            Op::NewPolicy(p) => {
+                warm.set_policy(&p);
+                cold.set_policy(&p);
+                continue;
+            }
+        };
+        now += 1_000_000;
+        let pkt = RefPacket { ts_ns: now, ..pkt };
+        sent.push(pkt);
+        let frame = frame_of(&pkt);
+        let w = warm.process(Rx::frame(&frame, now));
+        let (wv, wout) = (w.verdict, w.output.map(|o| (o.port, o.frame.to_vec())));
+        let c = cold.process(Rx::frame(&frame, now));
+        let (cv, cout) = (c.verdict, c.output.map(|o| (o.port, o.frame.to_vec())));
+        prop_assert_eq!(wv, cv, "step {}: verdict of {:?}", step, pkt);
+        prop_assert_eq!(&wout, &cout, "step {}: bytes out of {:?}", step, pkt);
+        let parsed = wout.and_then(|(_, f)| packet::parse(&f).ok());
+        left.push(RefPacket {
+            fields: parsed.map_or(pkt.fields, |p| p.fields),
+            icmp_id: parsed.map_or(pkt.icmp_id, |p| p.icmp_id),
+            ..pkt
+        });
+    }
+    prop_assert_eq!(warm.stats().forwarded, cold.stats().forwarded);
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn warm_and_cold_engines_agree_byte_for_byte(policy in policy(true), ops in ops(true)) {
+        warm_and_cold(policy, ops)?;
+    }
 
     #[test]
     fn engine_matches_reference(policy in policy(false), ops in ops(false), classify: bool) {

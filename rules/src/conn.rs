@@ -62,6 +62,24 @@ pub fn is_icmp_echo(protocol: u8, icmp_type: u8) -> bool {
     )
 }
 
+/// Whether a packet with ICMP `(type, code)` `icmp` answers a connection opened by a
+/// packet with `opened_by`: for ICMP echo, only the other echo type does (a request is
+/// answered by a reply, never by another request reusing the identifier); for anything
+/// else, any packet of the reverse key does.
+pub fn answers(protocol: u8, opened_by: Option<(u8, u8)>, icmp: Option<(u8, u8)>) -> bool {
+    let counterpart = |t: u8| match (protocol, t) {
+        (proto::ICMP, 8) => Some(0),
+        (proto::ICMP, 0) => Some(8),
+        (proto::ICMPV6, 128) => Some(129),
+        (proto::ICMPV6, 129) => Some(128),
+        _ => None,
+    };
+    match (opened_by, icmp) {
+        (Some((o, _)), Some((t, _))) if is_icmp_echo(protocol, o) => counterpart(o) == Some(t),
+        _ => true,
+    }
+}
+
 /// The connection key of a packet, or `None` if it can't belong to a connection.
 pub fn conn_key(f: &Fields, icmp_id: Option<u16>) -> Option<ConnKey> {
     let (src_port, dst_port) = match f.icmp {
@@ -122,6 +140,162 @@ pub fn tcp_next(state: TcpState, flags: u8, from_orig: bool) -> Option<TcpState>
         },
         (s, _) => s,
     })
+}
+
+/// A TCP segment's place in its sequence space, as tracking reads it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]
+pub struct TcpSeq {
+    pub seq: u32,
+    pub ack: u32,
+    /// The window field as sent (scaled by the sender's window scale, except in a SYN).
+    pub window: u16,
+    /// The window scale option, if the segment carries one (SYNs only).
+    pub wscale: Option<u8>,
+    /// Payload bytes (from the IP length, whatever a capture kept).
+    pub len: u32,
+}
+
+/// Per-direction sequence tracking (index 0: the originator, 1: the other side), enough
+/// to judge an RST as RFC 5961 does: the next sequence number each side will send, the
+/// largest window each side advertised, and whether window scaling is in effect.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct TcpTrack {
+    next: [Option<u32>; 2],
+    window: [u32; 2],
+    scale: [Option<u8>; 2],
+    syn: [bool; 2],
+}
+
+/// What a segment does to a tracked TCP connection.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Segment {
+    /// It passes; the connection lives on.
+    Pass,
+    /// It passes and the connection ends with it: an RST at exactly the sequence number
+    /// the receiver expects (or one the receiver cannot yet judge).
+    Ends,
+    /// An RST outside the receiver's window: dropped, the connection untouched (an
+    /// off-path attacker guessing sequence numbers).
+    OutOfWindow,
+}
+
+impl TcpTrack {
+    /// Tracking for a connection opened by this segment from the originator.
+    pub fn opened(flags: u8, s: &TcpSeq) -> TcpTrack {
+        let mut t = TcpTrack::default();
+        t.record(0, flags, s);
+        t
+    }
+
+    fn record(&mut self, d: usize, flags: u8, s: &TcpSeq) {
+        let syn = flags & tcp_flags::SYN != 0;
+        if syn {
+            self.syn[d] = true;
+            self.scale[d] = s.wscale.map(|w| w.min(14));
+        }
+        let fin = u32::from(flags & tcp_flags::FIN != 0);
+        let end = s
+            .seq
+            .wrapping_add(s.len)
+            .wrapping_add(u32::from(syn))
+            .wrapping_add(fin);
+        self.next[d] = match self.next[d] {
+            Some(n) if (end.wrapping_sub(n) as i32) <= 0 => Some(n),
+            _ => Some(end),
+        };
+        let window = if syn {
+            u32::from(s.window)
+        } else {
+            u32::from(s.window) << self.shift(d)
+        };
+        self.window[d] = self.window[d].max(window);
+    }
+
+    /// How far `d`'s window fields are shifted: its SYN's scale once both SYNs asked for
+    /// scaling; none when a SYN without it was seen; the most possible when `d`'s SYN
+    /// was never seen (a connection picked up mid-stream: judge liberally).
+    fn shift(&self, d: usize) -> u8 {
+        match (self.syn[d], self.scale) {
+            (false, _) => 14,
+            (true, [Some(a), Some(b)]) => {
+                if d == 0 {
+                    a
+                } else {
+                    b
+                }
+            }
+            (true, _) => 0,
+        }
+    }
+
+    /// Judges a segment from the originator (`from_orig`) or the other side, and records
+    /// it. An RST ends the connection only at the exact next sequence number; within the
+    /// receiver's window it passes without ending it (the receiver answers with a
+    /// challenge ACK, RFC 5961 §3.2); outside, it is refused.
+    pub fn segment(&mut self, from_orig: bool, flags: u8, s: &TcpSeq) -> Segment {
+        let (d, o) = if from_orig { (0, 1) } else { (1, 0) };
+        if flags & tcp_flags::RST == 0 {
+            self.record(d, flags, s);
+            return Segment::Pass;
+        }
+        let Some(next) = self.next[d] else {
+            // The receiver has not heard from this side yet (an RST answering a SYN):
+            // nothing to judge it against.
+            return Segment::Ends;
+        };
+        if s.seq == next {
+            return Segment::Ends;
+        }
+        // The receiver's window; one never advertised is taken as the widest.
+        let window = if self.window[o] == 0 && !self.syn[o] {
+            u32::MAX >> 1
+        } else {
+            self.window[o].max(1)
+        };
+        if s.seq.wrapping_sub(next) < window {
+            Segment::Pass
+        } else {
+            Segment::OutOfWindow
+        }
+    }
+}
+
+/// Whether a segment starts a new connection over one that has finished: a bare SYN on a
+/// connection closed both ways (TIME_WAIT reuse).
+pub fn reopens(state: TcpState, flags: u8) -> bool {
+    let closed = matches!(
+        state,
+        TcpState::Closing {
+            fin_orig: true,
+            fin_reply: true
+        }
+    );
+    closed && flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
+}
+
+/// A tracked connection's step for one segment: `Segment::Pass` updates its state (a bare
+/// SYN from the originator on a finished connection starts it over), `Ends` and
+/// `OutOfWindow` leave the state to the caller (remove it, or drop the segment).
+pub fn tcp_step(
+    state: &mut TcpState,
+    track: &mut TcpTrack,
+    from_orig: bool,
+    flags: u8,
+    s: &TcpSeq,
+) -> Segment {
+    if from_orig && reopens(*state, flags) {
+        *state = tcp_initial(flags);
+        *track = TcpTrack::opened(flags, s);
+        return Segment::Pass;
+    }
+    let verdict = track.segment(from_orig, flags, s);
+    if verdict == Segment::Pass && flags & tcp_flags::RST == 0 {
+        // `tcp_next` ends a connection only on RST, which never reaches it here.
+        if let Some(next) = tcp_next(*state, flags, from_orig) {
+            *state = next;
+        }
+    }
+    verdict
 }
 
 /// The state a new TCP connection starts in.
@@ -228,6 +402,118 @@ impl Rewrite {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tcp_flags::{ACK, FIN, RST, SYN};
+
+    fn seg(seq: u32, window: u16, len: u32) -> TcpSeq {
+        TcpSeq {
+            seq,
+            ack: 0,
+            window,
+            wscale: None,
+            len,
+        }
+    }
+
+    #[test]
+    fn an_rst_ends_a_connection_only_at_the_expected_sequence_number() {
+        let mut t = TcpTrack::opened(SYN, &seg(1000, 65535, 0));
+        assert_eq!(
+            t.segment(false, SYN | ACK, &seg(5000, 65535, 0)),
+            Segment::Pass
+        );
+        assert_eq!(t.segment(true, ACK, &seg(1001, 65535, 100)), Segment::Pass);
+        // The originator's next byte is 1101: an RST there ends it.
+        assert_eq!(
+            t.clone().segment(true, RST, &seg(1101, 0, 0)),
+            Segment::Ends
+        );
+        // Within the other side's window: passes (a challenge ACK follows), not the end.
+        assert_eq!(
+            t.clone().segment(true, RST, &seg(1101 + 30000, 0, 0)),
+            Segment::Pass
+        );
+        // Off-path guesses: refused.
+        assert_eq!(
+            t.clone().segment(true, RST, &seg(1101 + 70000, 0, 0)),
+            Segment::OutOfWindow
+        );
+        assert_eq!(
+            t.clone().segment(true, RST, &seg(1000, 0, 0)),
+            Segment::OutOfWindow
+        );
+        assert_eq!(
+            t.clone().segment(false, RST, &seg(5001, 0, 0)),
+            Segment::Ends
+        );
+        assert_eq!(t.segment(false, RST, &seg(9, 0, 0)), Segment::OutOfWindow);
+    }
+
+    #[test]
+    fn an_rst_answering_a_syn_ends_it_and_window_scaling_widens_the_window() {
+        let mut t = TcpTrack::opened(SYN, &seg(1000, 65535, 0));
+        assert_eq!(t.segment(false, RST | ACK, &seg(0, 0, 0)), Segment::Ends);
+
+        let syn = TcpSeq {
+            wscale: Some(7),
+            ..seg(1000, 65535, 0)
+        };
+        let mut t = TcpTrack::opened(SYN, &syn);
+        let syn_ack = TcpSeq {
+            wscale: Some(7),
+            ..seg(5000, 65535, 0)
+        };
+        assert_eq!(t.segment(false, SYN | ACK, &syn_ack), Segment::Pass);
+        assert_eq!(t.segment(false, ACK, &seg(5001, 1000, 0)), Segment::Pass);
+        // The other side advertised 1000 << 7 = 128,000 bytes.
+        assert_eq!(
+            t.clone().segment(true, RST, &seg(1001 + 100_000, 0, 0)),
+            Segment::Pass
+        );
+        assert_eq!(
+            t.segment(true, RST, &seg(1001 + 200_000, 0, 0)),
+            Segment::OutOfWindow
+        );
+    }
+
+    #[test]
+    fn time_wait_reuse_and_mid_stream_pickup() {
+        let mut st = tcp_initial(SYN);
+        let mut t = TcpTrack::opened(SYN, &seg(1, 1000, 0));
+        for (orig, flags, s) in [
+            (false, SYN | ACK, 10),
+            (true, FIN | ACK, 2),
+            (false, FIN | ACK, 11),
+        ] {
+            assert_eq!(
+                tcp_step(&mut st, &mut t, orig, flags, &seg(s, 1000, 0)),
+                Segment::Pass
+            );
+        }
+        assert!(reopens(st, SYN));
+        assert_eq!(
+            tcp_step(&mut st, &mut t, true, SYN, &seg(900, 1000, 0)),
+            Segment::Pass
+        );
+        assert_eq!(st, TcpState::SynSent);
+
+        // First seen mid-stream: nothing known of the other side, nothing refused.
+        let mut st = tcp_initial(ACK);
+        let mut t = TcpTrack::opened(ACK, &seg(7_000_000, 500, 1400));
+        assert_eq!(
+            tcp_step(&mut st, &mut t, false, ACK, &seg(42, 500, 0)),
+            Segment::Pass
+        );
+        assert_eq!(st, TcpState::Established);
+    }
+
+    #[test]
+    fn only_the_other_echo_type_answers_an_echo() {
+        assert!(answers(proto::ICMP, Some((8, 0)), Some((0, 0))));
+        assert!(!answers(proto::ICMP, Some((8, 0)), Some((8, 0))));
+        assert!(answers(proto::ICMPV6, Some((128, 0)), Some((129, 0))));
+        assert!(!answers(proto::ICMPV6, Some((128, 0)), Some((128, 0))));
+        assert!(answers(proto::TCP, None, None));
+    }
 
     #[test]
     fn tcp_state_machine() {

@@ -9,6 +9,7 @@
 //! - [`reference`](mod@reference): the reference evaluator, the executable spec of DESIGN §2. Slow and
 //!   obviously correct; every fast path is tested against it. A leaf: only tests and
 //!   tools use it, the engine never does.
+//! - [`source`]: which source addresses an endpoint, or the uplink, may send from.
 //! - [`classifier`]: compiled classifiers that select a group's best rule quickly;
 //!   [`classbench`] reads ClassBench rule sets and traces for them.
 //! - [`policy`]: the TOML policy file (networks, endpoints, HNS-style policies, custom
@@ -22,5 +23,6 @@ pub mod maglev;
 pub mod model;
 pub mod policy;
 pub mod reference;
+pub mod source;
 
 pub use model::*;

@@ -6,6 +6,8 @@
 //! every packet sequence; property tests hold it to that. Change semantics here first.
 //!
 //! What it decides, for one frame entering the switch:
+//! 0. whether the sender may use its source (`crate::source`): an endpoint only its own
+//!    MAC and addresses, the uplink no address of a container hidden from outside;
 //! 1. the ingress port (the caller says which) and, for IP packets, the sender's layers
 //!    outbound (top to bottom), unless the packet replies to a connection that port
 //!    recorded;
@@ -26,7 +28,8 @@
 use std::net::IpAddr;
 
 use crate::conn::{
-    ConnKey, Rewrite, TcpState, conn_key, idle_timeout, tcp_flags, tcp_initial, tcp_next,
+    ConnKey, Rewrite, Segment, TcpSeq, TcpState, TcpTrack, answers, conn_key, idle_timeout,
+    reopens, tcp_flags, tcp_initial, tcp_step,
 };
 use crate::decision::{DecidedBy, DecisionNames};
 use crate::model::{Action, Direction, Fields, Layer, Policy, Port, proto};
@@ -238,6 +241,8 @@ pub struct RefPacket {
     pub fields: Fields,
     pub icmp_id: Option<u16>,
     pub tcp_flags: u8,
+    /// A TCP segment's sequence space.
+    pub tcp_seq: TcpSeq,
     /// Packet time in nanoseconds.
     pub ts_ns: u64,
 }
@@ -265,10 +270,13 @@ struct RefConn {
     /// The packet that opened (or last re-validated) the connection, for re-validation.
     orig_fields: Fields,
     orig_icmp_id: Option<u16>,
+    /// The ICMP type and code of the packet that opened it (echo: which type answers).
+    opened_by: Option<(u8, u8)>,
     rewrite: Rewrite,
     reply: Rewrite,
     bindings: RefBindings,
     tcp: TcpState,
+    track: TcpTrack,
     last_seen: u64,
     generation: u64,
 }
@@ -339,16 +347,28 @@ impl RefSwitch {
         Some(i)
     }
 
-    /// Advances a connection's TCP state and clock; removes it on RST.
-    fn touch(&mut self, i: usize, pkt: &RefPacket, from_orig: bool) {
+    /// What a packet does to connection `i`: its TCP state and clock move on, an exact
+    /// RST removes it (after the packet, which passes), an RST outside the window is
+    /// refused and changes nothing.
+    fn touch(&mut self, i: usize, pkt: &RefPacket, from_orig: bool) -> Segment {
         let c = &mut self.conns[i];
-        c.last_seen = pkt.ts_ns;
-        if c.key.protocol == proto::TCP {
-            match tcp_next(c.tcp, pkt.tcp_flags, from_orig) {
-                Some(s) => c.tcp = s,
-                None => self.remove(i),
-            }
+        let step = if c.key.protocol == proto::TCP {
+            tcp_step(
+                &mut c.tcp,
+                &mut c.track,
+                from_orig,
+                pkt.tcp_flags,
+                &pkt.tcp_seq,
+            )
+        } else {
+            Segment::Pass
+        };
+        match step {
+            Segment::Pass => c.last_seen = pkt.ts_ns,
+            Segment::Ends => self.remove(i),
+            Segment::OutOfWindow => {}
         }
+        step
     }
 
     /// One traversal of `port` in `dir`.
@@ -367,7 +387,10 @@ impl RefSwitch {
         // back, once the connection is known to hold under the current policy.
         if let Some(k) = key
             && let Some(i) = self.find(now, |c| {
-                c.port == port && c.orig_dir == dir.reverse() && c.exit_key == k.reverse()
+                c.port == port
+                    && c.orig_dir == dir.reverse()
+                    && c.exit_key == k.reverse()
+                    && answers(f.protocol, c.opened_by, f.icmp)
             })
         {
             let c = &self.conns[i];
@@ -382,12 +405,17 @@ impl RefSwitch {
                 );
                 d.allowed && d.stateful
             };
-            if still_holds {
+            let finished = c.key.protocol == proto::TCP && reopens(c.tcp, pkt.tcp_flags);
+            if still_holds && !finished {
                 self.conns[i].generation = self.generation;
                 let out = self.conns[i].reply.apply(&f, id);
-                self.touch(i, pkt, false);
+                if self.touch(i, pkt, false) == Segment::OutOfWindow {
+                    return out_of_window(f, id);
+                }
                 return pass(true, None, out);
             }
+            // Cut by the policy, or finished and reopened the other way by a bare SYN:
+            // the packet is judged as a new one.
             self.remove(i);
         }
         let existing =
@@ -429,7 +457,9 @@ impl RefSwitch {
                 if c.bindings.snat != d.bindings.snat {
                     free(&mut self.nat, fresh);
                 }
-                self.touch(i, pkt, true);
+                if self.touch(i, pkt, true) == Segment::OutOfWindow {
+                    return out_of_window(f, id);
+                }
                 pass(true, d.decided, out)
             }
             (true, None, Some(k)) => {
@@ -454,10 +484,12 @@ impl RefSwitch {
                         exit_key,
                         orig_fields: f,
                         orig_icmp_id: id,
+                        opened_by: f.icmp,
                         rewrite: d.rewrite,
                         reply: Rewrite::reply_of(&f, id, &d.out, d.out_icmp_id),
                         bindings: d.bindings,
                         tcp: tcp_initial(pkt.tcp_flags),
+                        track: TcpTrack::opened(pkt.tcp_flags, &pkt.tcp_seq),
                         last_seen: now,
                         generation: self.generation,
                     });
@@ -516,10 +548,31 @@ impl RefSwitch {
         })
     }
 
+    /// Whether the endpoint at `i` is on a network the outside cannot reach directly.
+    fn hidden(&self, i: usize) -> bool {
+        let net = self
+            .policy
+            .ports
+            .get(i)
+            .and_then(|p| self.policy.network(&p.network));
+        net.is_some_and(|n| crate::source::hidden_from_outside(n.driver))
+    }
+
     /// Processes one IP packet entering at `in_port` (`None` = the uplink).
     pub fn process(&mut self, in_port: Option<usize>, pkt: &RefPacket) -> RefVerdict {
         let now = self.clock.max(pkt.ts_ns);
         self.clock = now;
+        // Source validation: an endpoint sends only as itself; the outside does not pose
+        // as a container it cannot reach.
+        let spoofed = match in_port {
+            Some(p) => !crate::source::endpoint_may_send(&self.policy.ports[p], &pkt.fields),
+            None => self
+                .owner_of(pkt.fields.src_ip)
+                .is_some_and(|i| self.hidden(i)),
+        };
+        if spoofed {
+            return drop_verdict(Some("spoofed-source"), None);
+        }
         let mut pkt = RefPacket { ts_ns: now, ..*pkt };
         let mut decided = None;
         if let Some(p) = in_port {
@@ -532,6 +585,19 @@ impl RefSwitch {
             pkt.icmp_id = out.icmp_id;
         }
         let f = pkt.fields;
+        if in_port.is_none() {
+            let direct = self
+                .policy
+                .ports
+                .iter()
+                .position(|q| q.mac == f.dst_mac)
+                .or_else(|| self.owner_of(f.dst_ip));
+            // Only the host itself reaches a hidden container directly.
+            let from_host = self.policy.uplink.ips.contains(&f.src_ip);
+            if direct.is_some_and(|i| self.hidden(i)) && !from_host {
+                return drop_verdict(Some("not-exposed"), None);
+            }
+        }
         // Bridged when the destination MAC is the endpoint's; routed through the gateway
         // (destination MAC the endpoint's, source MAC the host's) when found by IP, or by
         // a NAT binding or port mapping of a host address.
@@ -576,6 +642,17 @@ impl RefSwitch {
             decided: inb.decided.or(decided),
             fields: Some(inb.fields),
         }
+    }
+}
+
+/// A TCP RST outside the window: dropped, no rule decided it.
+fn out_of_window(fields: Fields, icmp_id: Option<u16>) -> Pass {
+    Pass {
+        allowed: false,
+        reason: Some("tcp-out-of-window"),
+        decided: None,
+        fields,
+        icmp_id,
     }
 }
 

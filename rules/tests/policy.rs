@@ -810,8 +810,9 @@ fn hns_json_errors_point_at_json_lines() {
         "{errors}"
     );
     assert!(
-        errors
-            .contains("h.json:10:8: endpoint \"web\": policy type `OutBoundNAT` is not supported"),
+        errors.contains(
+            "h.json:10:8: endpoint \"web\" outbound_nat #1: OutBoundNAT is for overlay, l2bridge and l2tunnel networks; this endpoint's is nat"
+        ),
         "{errors}"
     );
 
@@ -1406,7 +1407,7 @@ provider_address = "198.19.0.22"
         extra,
         "outbound_nat = {",
         "network \"t\" outbound_nat",
-        "outbound_nat is only for overlay and l2bridge networks",
+        "outbound_nat is only for overlay, l2bridge and l2tunnel networks",
     );
     fails(
         extra,
@@ -1464,7 +1465,7 @@ fn nat_network_needs_a_host_ipv4_address() {
     let text = BASE.replace(
         "addresses = [\"198.19.0.10\"]",
         "addresses = [\"2001:db8::10\"]",
-    );
+    ) + &endpoint("web", "nat", 10, "198.18.1.10");
     let errors = policy::load(&text, "test.toml").unwrap_err();
     let line = text[..text.find("driver = \"nat\"").unwrap()]
         .matches('\n')
@@ -1512,7 +1513,9 @@ fn hns_json_network_policy_errors() {
         "{errors}"
     );
     assert!(
-        errors.contains("h.json:6:") && errors.contains("network policies supported"),
+        errors.contains("h.json:6:")
+            && errors
+                .contains("ELB policy is not supported on a network: give it as a policy list"),
         "{errors}"
     );
 }
@@ -1533,7 +1536,7 @@ fn port_mappings_need_the_endpoints_ipv4() {
 }
 
 #[test]
-fn hns_json_endpoint_elb_and_outbound_nat_say_where_to_go() {
+fn hns_json_endpoint_elb_and_outbound_nat_on_nat_say_why() {
     let json = r#"{
   "Host": {"IPAddresses": ["198.19.0.10"]},
   "Networks": [{"Name": "nat", "Type": "NAT", "Subnets": ["198.18.1.0/24"]}],
@@ -1546,11 +1549,12 @@ fn hns_json_endpoint_elb_and_outbound_nat_say_where_to_go() {
         .unwrap_err()
         .to_string();
     assert!(
-        errors.contains("h.json:6:") && errors.contains("write a [[load_balancer]]"),
+        errors.contains("h.json:6:") && errors.contains("give it as a policy list"),
         "{errors}"
     );
+    // WinNAT already translates on a NAT network.
     assert!(
-        errors.contains("h.json:7:") && errors.contains("put it in the network's Policies"),
+        errors.contains("h.json:7:") && errors.contains("OutBoundNAT is for overlay, l2bridge"),
         "{errors}"
     );
 }

@@ -22,7 +22,7 @@ const SLL_BROADCAST: u16 = 1;
 
 fn be16(b: &[u8], off: usize) -> Option<u16> {
     let s = b.get(off..off.checked_add(2)?)?;
-    Some(u16::from_be_bytes([s[0], s[1]]))
+    <[u8; 2]>::try_from(s).ok().map(u16::from_be_bytes)
 }
 
 /// Builds the Ethernet frame `dst src ethertype payload`.
@@ -102,8 +102,8 @@ pub(crate) fn to_ethernet(
                 return Err("truncated Linux cooked v2 (SLL2) header");
             }
             let proto = be16(data, 0).unwrap_or(0);
-            let pkttype = u16::from(data[10]);
-            let halen = usize::from(data[11]).min(8);
+            let pkttype = u16::from(crate::packet::u8_at(data, 10));
+            let halen = usize::from(crate::packet::u8_at(data, 11)).min(8);
             let addr = data.get(12..12 + halen).unwrap_or(&[]);
             let payload = data.get(SLL2_LEN..).unwrap_or(&[]);
             Ok((from_sll(proto, pkttype, addr, payload), adjust(SLL2_LEN)))

@@ -111,12 +111,12 @@ impl<W: Write> PcapngWriter<W> {
             self.emit(SHB)?;
             self.header_done = true;
         }
-        while self.written < self.names.len() {
+        while let Some(name) = self.names.get(self.written) {
+            let name = clip(name).as_bytes().to_vec();
             self.buf.clear();
             self.buf.extend_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
             self.buf.extend_from_slice(&0u16.to_le_bytes());
             self.buf.extend_from_slice(&0u32.to_le_bytes()); // snaplen: no limit
-            let name = clip(&self.names[self.written]).as_bytes().to_vec();
             push_option(&mut self.buf, OPT_IF_NAME, &name);
             push_option(&mut self.buf, OPT_IF_TSRESOL, &[9]);
             push_option(&mut self.buf, OPT_ENDOFOPT, &[]);

@@ -628,10 +628,13 @@ fn send_gathered(fd: RawFd, g: &mut Gathered) -> (u64, u64) {
     let mut iovs: smallvec::SmallVec<[libc::iovec; BATCH_TX]> = smallvec::SmallVec::new();
     let mut start = 0;
     for &end in &g.ends {
+        let Some(frame) = g.bytes.get(start..end) else {
+            break;
+        };
         iovs.push(libc::iovec {
             // The kernel only reads through it (sendmmsg), as `*mut` is the C type.
-            iov_base: g.bytes[start..end].as_ptr() as *mut libc::c_void,
-            iov_len: end - start,
+            iov_base: frame.as_ptr() as *mut libc::c_void,
+            iov_len: frame.len(),
         });
         start = end;
     }
@@ -651,17 +654,11 @@ fn send_gathered(fd: RawFd, g: &mut Gathered) -> (u64, u64) {
         .collect();
     let total = msgs.len();
     let mut done = 0;
-    while done < total {
-        // SAFETY: `msgs[done..]` are valid mmsghdrs whose iovecs point into `g.bytes`,
-        // which outlives the call and is not touched during it.
-        let rc = unsafe {
-            libc::sendmmsg(
-                fd,
-                msgs[done..].as_mut_ptr(),
-                (total - done) as u32,
-                libc::MSG_DONTWAIT,
-            )
-        };
+    while let Some(rest) = msgs.get_mut(done..).filter(|r| !r.is_empty()) {
+        // SAFETY: `rest` holds valid mmsghdrs whose iovecs point into `g.bytes`, which
+        // outlives the call and is not touched during it.
+        let rc =
+            unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), rest.len() as u32, libc::MSG_DONTWAIT) };
         if rc <= 0 {
             break;
         }

@@ -30,6 +30,15 @@ impl MemoryDevice {
         }
     }
 
+    /// How many frames one round sends.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
     /// Sends the frames `rounds` more times.
     pub fn rewind(&mut self, rounds: u64) {
         self.next = 0;

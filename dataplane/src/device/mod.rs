@@ -81,7 +81,7 @@ impl Batch {
     }
 
     pub fn frames(&self) -> &[RxFrame] {
-        &self.frames[..self.len]
+        self.frames.get(..self.len).unwrap_or(&[])
     }
 }
 

@@ -60,14 +60,21 @@ pub fn complete_checksum(frame: &mut [u8]) -> bool {
     acc = acc.wrapping_add(u32::from(p.fields.protocol));
     acc = acc.wrapping_add(len as u32 & 0xffff);
     acc = acc.wrapping_add((len as u32) >> 16);
-    frame[l4 + field] = 0;
-    frame[l4 + field + 1] = 0;
-    let mut c = checksum::finish(wide_sum(acc, &frame[l4..end]));
+    let Some(at) = frame.get_mut(l4 + field..l4 + field + 2) else {
+        return false;
+    };
+    at.fill(0);
+    let Some(segment) = frame.get(l4..end) else {
+        return false;
+    };
+    let mut c = checksum::finish(wide_sum(acc, segment));
     if c == 0 && p.fields.protocol == proto::UDP {
         // RFC 768: a computed zero is sent as all ones (zero means "no checksum").
         c = 0xffff;
     }
-    frame[l4 + field..l4 + field + 2].copy_from_slice(&c.to_be_bytes());
+    if let Some(at) = frame.get_mut(l4 + field..l4 + field + 2) {
+        at.copy_from_slice(&c.to_be_bytes());
+    }
     true
 }
 
@@ -77,7 +84,9 @@ fn wide_sum(acc: u32, data: &[u8]) -> u32 {
     let mut wide = u64::from(acc);
     let mut words = data.chunks_exact(4);
     for w in &mut words {
-        wide += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+        if let Ok(w) = <[u8; 4]>::try_from(w) {
+            wide += u64::from(u32::from_be_bytes(w));
+        }
     }
     let folded = (wide & 0xffff_ffff) + (wide >> 32);
     let folded = (folded & 0xffff) + ((folded >> 16) & 0xffff) + (folded >> 32);

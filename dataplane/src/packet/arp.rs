@@ -35,7 +35,7 @@ pub struct ArpInfo {
 
 fn ip_at(b: &[u8], off: usize) -> Option<Ipv4Addr> {
     let s = b.get(off..off + 4)?;
-    Some(Ipv4Addr::new(s[0], s[1], s[2], s[3]))
+    <[u8; 4]>::try_from(s).ok().map(Ipv4Addr::from)
 }
 
 /// Parses the ARP packet at `l3`.

@@ -6,7 +6,9 @@
 pub fn sum(mut acc: u32, data: &[u8]) -> u32 {
     let mut chunks = data.chunks_exact(2);
     for c in &mut chunks {
-        acc = acc.wrapping_add(u32::from(u16::from_be_bytes([c[0], c[1]])));
+        if let &[hi, lo] = c {
+            acc = acc.wrapping_add(u32::from(u16::from_be_bytes([hi, lo])));
+        }
         // Fold early so that the sum cannot overflow on any length.
         if acc > 0xffff_0000 {
             acc = (acc & 0xffff) + (acc >> 16);

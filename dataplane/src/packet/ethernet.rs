@@ -60,19 +60,18 @@ pub fn parse(frame: &[u8]) -> Result<EthInfo, ParseError> {
         // Tag control info follows the TPID, then the next EtherType.
         let tci = be16(frame, off + 2).ok_or(ParseError::TruncatedVlan)?;
         ethertype = be16(frame, off + 4).ok_or(ParseError::TruncatedVlan)?;
-        vids[count] = tci & 0x0fff;
+        if let Some(v) = vids.get_mut(count) {
+            *v = tci & 0x0fff;
+        }
         count += 1;
         off += TAG_LEN;
     }
-    let inner = match count {
-        0 => None,
-        n => Some(vids[n - 1]),
-    };
+    let inner = count.checked_sub(1).and_then(|i| vids.get(i).copied());
     Ok(EthInfo {
         dst,
         src,
         vlan: inner.filter(|&v| v != 0),
-        outer_vlan: (count == 2).then_some(vids[0]),
+        outer_vlan: (count == 2).then_some(vids.first().copied().unwrap_or(0)),
         vlan_offset: (count > 0).then_some(field::ETHERTYPE),
         vlan_count: count as u8,
         ethertype,

@@ -2,7 +2,7 @@
 //! keys use in place of ports (so that two pings to one host are two flows, and NAT can
 //! translate the identifier as it translates ports).
 
-use super::{ParseError, be16};
+use super::{ParseError, be16, u8_at};
 
 /// Type, code, checksum.
 pub const HEADER_LEN: usize = 4;
@@ -45,7 +45,7 @@ pub fn parse(l4: &[u8], v6: bool) -> Result<IcmpInfo, ParseError> {
     if l4.len() < HEADER_LEN {
         return Err(ParseError::TruncatedIcmp);
     }
-    let icmp_type = l4[field::TYPE];
+    let icmp_type = u8_at(l4, field::TYPE);
     let echo_id = if is_echo(icmp_type, v6) {
         if l4.len() < ECHO_HEADER_LEN {
             return Err(ParseError::TruncatedIcmp);
@@ -56,7 +56,7 @@ pub fn parse(l4: &[u8], v6: bool) -> Result<IcmpInfo, ParseError> {
     };
     Ok(IcmpInfo {
         icmp_type,
-        code: l4[field::CODE],
+        code: u8_at(l4, field::CODE),
         echo_id,
     })
 }

@@ -9,7 +9,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::{Fragment, IpInfo, ParseError, be16, checksum};
+use super::{Fragment, FragmentInfo, IpInfo, ParseError, be16, checksum, u8_at};
 
 pub const MIN_HEADER_LEN: usize = 20;
 
@@ -31,7 +31,7 @@ const FRAG_OFFSET_MASK: u16 = 0x1fff;
 
 fn addr_at(h: &[u8], off: usize) -> Ipv4Addr {
     match h.get(off..off + 4) {
-        Some(s) => Ipv4Addr::new(s[0], s[1], s[2], s[3]),
+        Some(s) => <[u8; 4]>::try_from(s).map_or(Ipv4Addr::UNSPECIFIED, Ipv4Addr::from),
         None => Ipv4Addr::UNSPECIFIED,
     }
 }
@@ -43,7 +43,7 @@ pub(crate) fn parse(frame: &[u8], l3: usize, snapped: bool) -> Result<IpInfo, Pa
     if h.len() < MIN_HEADER_LEN {
         return Err(ParseError::TruncatedIpv4);
     }
-    let ver_ihl = h[field::VER_IHL];
+    let ver_ihl = u8_at(h, field::VER_IHL);
     if ver_ihl >> 4 != 4 {
         return Err(ParseError::Ipv4BadVersion);
     }
@@ -72,13 +72,24 @@ pub(crate) fn parse(frame: &[u8], l3: usize, snapped: bool) -> Result<IpInfo, Pa
     } else {
         Fragment::None
     };
+    let frag = if fragment == Fragment::None {
+        FragmentInfo::default()
+    } else {
+        FragmentInfo {
+            id: u32::from(be16(h, field::IDENT).unwrap_or(0)),
+            offset: u32::from(ff & FRAG_OFFSET_MASK) * 8,
+            more: ff & MORE_FRAGMENTS != 0,
+            len: u32::try_from(total - ihl).unwrap_or(0),
+        }
+    };
     Ok(IpInfo {
         version: 4,
         src: IpAddr::V4(addr_at(h, field::SRC)),
         dst: IpAddr::V4(addr_at(h, field::DST)),
-        protocol: h[field::PROTOCOL],
+        protocol: u8_at(h, field::PROTOCOL),
         fragment,
-        ttl: h[field::TTL],
+        frag,
+        ttl: u8_at(h, field::TTL),
         end: l3 + total,
         l4_offset: l3 + ihl,
         has_l4: fragment != Fragment::NonFirst,

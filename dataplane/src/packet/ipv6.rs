@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use super::{Fragment, IpInfo, ParseError, be16};
+use super::{Fragment, FragmentInfo, IpInfo, ParseError, be16, u8_at};
 
 pub const HEADER_LEN: usize = 40;
 /// Longest extension-header chain we walk.
@@ -47,11 +47,11 @@ pub(crate) fn parse(frame: &[u8], l3: usize, snapped: bool) -> Result<IpInfo, Pa
     if h.len() < HEADER_LEN {
         return Err(ParseError::TruncatedIpv6);
     }
-    if h[field::VER_TC_FLOW] >> 4 != 6 {
+    if u8_at(h, field::VER_TC_FLOW) >> 4 != 6 {
         return Err(ParseError::Ipv6BadVersion);
     }
     let payload_len = usize::from(be16(h, field::PAYLOAD_LEN).unwrap_or(0));
-    let first = h[field::NEXT_HEADER];
+    let first = u8_at(h, field::NEXT_HEADER);
     let total = if payload_len == 0 {
         // A jumbogram (RFC 2675) or a BIG TCP / GSO super-packet captured on the sending
         // host (Linux drops the jumbo hop-by-hop option before the tap sees it): the
@@ -68,6 +68,7 @@ pub(crate) fn parse(frame: &[u8], l3: usize, snapped: bool) -> Result<IpInfo, Pa
     let mut nh = first;
     let mut off = HEADER_LEN;
     let mut fragment = Fragment::None;
+    let mut frag = FragmentInfo::default();
     let mut count = 0;
     loop {
         let len = match nh {
@@ -76,9 +77,9 @@ pub(crate) fn parse(frame: &[u8], l3: usize, snapped: bool) -> Result<IpInfo, Pa
                 let b = b.ok_or(ParseError::TruncatedIpv6ExtHeader)?;
                 if nh == NH_AH {
                     // AH counts its length in 4-byte units, minus 2 (RFC 4302).
-                    (usize::from(b[1]) + 2) * 4
+                    (usize::from(u8_at(b, 1)) + 2) * 4
                 } else {
-                    (usize::from(b[1]) + 1) * 8
+                    (usize::from(u8_at(b, 1)) + 1) * 8
                 }
             }
             NH_FRAGMENT => {
@@ -91,6 +92,17 @@ pub(crate) fn parse(frame: &[u8], l3: usize, snapped: bool) -> Result<IpInfo, Pa
                     return Err(ParseError::TruncatedIpv6ExtHeader);
                 }
                 let ofm = be16(h, off + 2).unwrap_or(0);
+                let id = h
+                    .get(off + 4..off + 8)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .map_or(0, u32::from_be_bytes);
+                frag = FragmentInfo {
+                    id,
+                    offset: u32::from(ofm >> 3) * 8,
+                    more: ofm & 1 != 0,
+                    // The fragmentable part starts after the Fragment header.
+                    len: u32::try_from(total.saturating_sub(off + 8)).unwrap_or(0),
+                };
                 fragment = if ofm >> 3 != 0 {
                     Fragment::NonFirst
                 } else if ofm & 1 != 0 {
@@ -110,7 +122,7 @@ pub(crate) fn parse(frame: &[u8], l3: usize, snapped: bool) -> Result<IpInfo, Pa
         if off + len > limit {
             return Err(ParseError::TruncatedIpv6ExtHeader);
         }
-        nh = h[off];
+        nh = u8_at(h, off);
         off += len;
         if fragment == Fragment::NonFirst {
             // The rest of the chain, and the upper-layer header, are in the first one.
@@ -123,7 +135,12 @@ pub(crate) fn parse(frame: &[u8], l3: usize, snapped: bool) -> Result<IpInfo, Pa
         dst: IpAddr::V6(addr_at(h, field::DST)),
         protocol: nh,
         fragment,
-        ttl: h[field::HOP_LIMIT],
+        frag: if fragment == Fragment::None {
+            FragmentInfo::default()
+        } else {
+            frag
+        },
+        ttl: u8_at(h, field::HOP_LIMIT),
         end: l3 + total,
         l4_offset: l3 + off,
         has_l4: fragment != Fragment::NonFirst && nh != NH_ESP && nh != NH_NONE,

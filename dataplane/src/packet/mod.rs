@@ -53,6 +53,19 @@ pub enum FrameKind {
     Other { ethertype: u16 },
 }
 
+/// A fragment's identity and place in its datagram (zero for an unfragmented packet).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FragmentInfo {
+    /// The datagram's identification (IPv4: 16 bits; IPv6 Fragment header: 32).
+    pub id: u32,
+    /// Where this fragment's data starts in the datagram, in bytes.
+    pub offset: u32,
+    /// The More Fragments flag.
+    pub more: bool,
+    /// Bytes of fragment data this fragment carries (per the IP length).
+    pub len: u32,
+}
+
 /// Where a packet sits in an IP fragment train.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Fragment {
@@ -95,8 +108,12 @@ pub struct Parsed {
     /// 4 or 6; 0 for non-IP frames.
     pub ip_version: u8,
     pub fragment: Fragment,
+    /// The fragment's identity and place, for fragments.
+    pub frag: FragmentInfo,
     /// TCP flags (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10, ...); 0 otherwise.
     pub tcp_flags: u8,
+    /// A TCP segment's sequence space (connection tracking judges RSTs by it).
+    pub tcp_seq: strata_rules::conn::TcpSeq,
     /// The identifier of an ICMP/ICMPv6 echo request or reply: flow keys use it in place
     /// of ports.
     pub icmp_id: Option<u16>,
@@ -201,6 +218,7 @@ pub(crate) struct IpInfo {
     /// The upper-layer protocol (after IPv6 extension headers).
     pub protocol: u8,
     pub fragment: Fragment,
+    pub frag: FragmentInfo,
     pub ttl: u8,
     /// End of the IP packet (frame offset), per its length field.
     pub end: usize,
@@ -215,7 +233,13 @@ pub(crate) struct IpInfo {
 #[inline]
 pub(crate) fn be16(b: &[u8], off: usize) -> Option<u16> {
     let s = b.get(off..off.checked_add(2)?)?;
-    Some(u16::from_be_bytes([s[0], s[1]]))
+    <[u8; 2]>::try_from(s).ok().map(u16::from_be_bytes)
+}
+
+/// The byte at `off`, or 0 past the end (callers have checked the length first).
+#[inline]
+pub(crate) fn u8_at(b: &[u8], off: usize) -> u8 {
+    b.get(off).copied().unwrap_or(0)
 }
 
 #[inline]
@@ -275,7 +299,14 @@ fn parse_inner(frame: &[u8], snapped: bool) -> Result<Parsed, ParseError> {
         l3_end: 0,
         ip_version: 0,
         fragment: Fragment::None,
+        frag: FragmentInfo {
+            id: 0,
+            offset: 0,
+            more: false,
+            len: 0,
+        },
         tcp_flags: 0,
+        tcp_seq: strata_rules::conn::TcpSeq::default(),
         icmp_id: None,
         ttl: 0,
         truncated: false,
@@ -296,6 +327,7 @@ fn parse_inner(frame: &[u8], snapped: bool) -> Result<Parsed, ParseError> {
     p.fields.dst_ip = ip.dst;
     p.fields.protocol = ip.protocol;
     p.fragment = ip.fragment;
+    p.frag = ip.frag;
     p.ttl = ip.ttl;
     p.l3_end = u32::try_from(ip.end).unwrap_or(u32::MAX);
     p.truncated = ip.end > frame.len();
@@ -313,6 +345,14 @@ fn parse_inner(frame: &[u8], snapped: bool) -> Result<Parsed, ParseError> {
             p.fields.src_port = t.src_port;
             p.fields.dst_port = t.dst_port;
             p.tcp_flags = t.flags;
+            let payload = ip.end.saturating_sub(ip.l4_offset + t.header_len);
+            p.tcp_seq = strata_rules::conn::TcpSeq {
+                seq: t.seq,
+                ack: t.ack,
+                window: t.window,
+                wscale: t.wscale,
+                len: u32::try_from(payload).unwrap_or(u32::MAX),
+            };
             t.header_len
         }
         proto::UDP => {

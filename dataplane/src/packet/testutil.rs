@@ -1,6 +1,10 @@
 //! Frame builders for tests, doc examples and fuzz seeds: crafted packets with correct
 //! lengths and checksums, which tests then break on purpose. Not for the packet path.
 
+// Test support (frames for tests, doc examples, fuzz seeds), not the packet path: it may
+// index and panic.
+#![allow(clippy::indexing_slicing, clippy::panic)]
+
 use super::checksum;
 
 pub const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];

@@ -185,8 +185,9 @@ impl CompiledLayer {
                 }
             }
         }
-        if let Some((group, rule)) = last {
-            let r = &self.layer.groups[group].rules[rule];
+        let chosen =
+            last.and_then(|(g, r)| Some(((g, r), self.layer.groups.get(g)?.rules.get(r)?)));
+        if let Some(((group, rule), r)) = chosen {
             return LayerOutcome {
                 action: &r.action,
                 by: DecidedBy::Rule { group, rule },
@@ -194,9 +195,15 @@ impl CompiledLayer {
             };
         }
         let d = self.layer.defaults.for_direction(dir);
-        let compiled = &self.defaults[usize::from(dir == Direction::In)];
+        let [outbound, inbound] = &self.defaults;
+        let compiled = match dir {
+            Direction::Out => outbound,
+            Direction::In => inbound,
+        };
         let entry = compiled.iter().position(|m| m.matches(&probe));
-        let action = entry.map_or(&d.otherwise, |i| &d.entries[i].action);
+        let action = entry
+            .and_then(|i| d.entries.get(i))
+            .map_or(&d.otherwise, |e| &e.action);
         LayerOutcome {
             action,
             by: DecidedBy::Default { entry },

@@ -57,13 +57,17 @@ impl ByteSet {
         }
         let mut s = [0u64; 4];
         for &v in values {
-            s[usize::from(v >> 6)] |= 1 << (v & 63);
+            if let Some(w) = s.get_mut(usize::from(v >> 6)) {
+                *w |= 1 << (v & 63);
+            }
         }
         Some(ByteSet(s))
     }
 
     fn has(&self, v: u8) -> bool {
-        self.0[usize::from(v >> 6)] & (1 << (v & 63)) != 0
+        self.0
+            .get(usize::from(v >> 6))
+            .is_some_and(|w| w & (1 << (v & 63)) != 0)
     }
 }
 
@@ -155,13 +159,13 @@ pub struct Scan {
 
 impl Scan {
     pub fn compile(rules: &[Rule]) -> Scan {
-        let mut order: Vec<usize> = (0..rules.len()).collect();
+        let mut order: Vec<(usize, &Rule)> = rules.iter().enumerate().collect();
         // A stable sort keeps file order among equal priorities: ties go to the earlier rule.
-        order.sort_by_key(|&i| rules[i].priority);
+        order.sort_by_key(|(_, r)| r.priority);
         Scan {
             rules: order
                 .into_iter()
-                .map(|i| (i, Match::compile(&rules[i].conditions)))
+                .map(|(i, r)| (i, Match::compile(&r.conditions)))
                 .collect(),
         }
     }

@@ -174,8 +174,11 @@ impl CompiledPolicy {
                 }
                 None => Arc::new(CompiledPort::compile(p, 1, next_serial(), options)),
             };
-            ports[slot] = Some(compiled);
-            nets[slot] = policy.networks.iter().position(|n| n.name == p.network);
+            // `width` covers every slot assigned.
+            if let (Some(port), Some(net)) = (ports.get_mut(slot), nets.get_mut(slot)) {
+                *port = Some(compiled);
+                *net = policy.networks.iter().position(|n| n.name == p.network);
+            }
         }
         let mut c = CompiledPolicy {
             serial: next_serial(),

@@ -2,9 +2,15 @@
 //! the entry was computed for exactly these header fields under this generation and its
 //! connection is still alive (and of this generation).
 
+use strata_rules::conn::reopens;
+use strata_rules::model::proto;
+
 use super::{PortPath, Traversal};
+use crate::drop::DropReason;
 use crate::flow::{FlowKey, PacketMeta};
 use crate::policy::Decision;
+use crate::state::LastLeg;
+use crate::state::conntrack::Touch;
 use crate::state::uft::{CachedAction, Delivery};
 
 impl PortPath<'_> {
@@ -27,17 +33,25 @@ impl PortPath<'_> {
             }
         };
         if let Some(c) = conn {
-            let ok = st
+            let live = st
                 .conns
                 .live(c, now)
-                .is_some_and(|c| c.generation == generation);
-            if !ok {
+                .filter(|c| c.generation == generation)?;
+            if !from_orig && live.key.protocol == proto::TCP && reopens(live.tcp, m.tcp_flags) {
+                // A new connection the other way over a finished one: the slow path's.
                 return None;
             }
-            st.conns.touch(c, m.tcp_flags, from_orig, now);
+            if st.conns.touch(c, m.tcp_flags, &m.tcp_seq, from_orig, now) == Touch::OutOfWindow {
+                return Some(Traversal::drop(DropReason::TcpOutOfWindow, None));
+            }
         }
         st.counters
             .count_hits(e.hits.iter().map(|&w| Decision::unpack(w)));
+        st.last = LastLeg {
+            cacheable: true,
+            conn: conn.map(|c| (c, from_orig)),
+            hits: e.hits.clone(),
+        };
         if e.topology == self.topology {
             t.delivery = e.delivery;
         } else {

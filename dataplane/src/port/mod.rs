@@ -82,6 +82,11 @@ impl PortPath<'_> {
         now: u64,
         nat: &mut NatState,
     ) -> Traversal {
+        // Not replayable unless the fast path or a cached slow-path decision says so.
+        let last = &mut self.state.last;
+        last.cacheable = false;
+        last.conn = None;
+        last.hits.clear();
         if let Some(t) = m.related.and_then(|inner| self.related(dir, inner, now)) {
             return self.count(dir, m.ip_len, t);
         }

@@ -5,16 +5,18 @@
 //! The outcome is cached in the flow table under the flow's key.
 
 use smallvec::SmallVec;
-use strata_rules::conn::{ConnKey, Rewrite, conn_key, tcp_flags, tcp_initial};
+use strata_rules::conn::{
+    ConnKey, Rewrite, TcpTrack, answers, conn_key, reopens, tcp_flags, tcp_initial,
+};
 use strata_rules::model::{Direction, Fields, proto};
 
 use super::evaluate::{Evaluation, evaluate};
 use super::{PortPath, Traversal};
 use crate::drop::DropReason;
 use crate::flow::{FlowKey, PacketMeta};
-use crate::state::NatState;
-use crate::state::conntrack::{Bindings, ConnRef, Connection};
+use crate::state::conntrack::{Bindings, ConnRef, Connection, Touch};
 use crate::state::uft::{CachedAction, Delivery, FlowEntry, FlowPins};
+use crate::state::{LastLeg, NatState};
 use crate::transpose::Transposition;
 
 /// The rewrite that turns a reply of a connection (entered as `entry`, left as `exit`)
@@ -38,13 +40,13 @@ fn reply_rewrite(
     }
 }
 
-/// What opening a connection came to.
-enum Opened {
-    /// Recorded: the flow is cached with this action and rewrite.
-    Recorded(CachedAction, Transposition),
-    /// Nothing recorded, nothing cached: a RST (which opens nothing, so the next packet
-    /// may open the connection), or a full connection table.
-    Uncached(Traversal),
+/// What a connection step came to.
+enum Step {
+    /// The flow is cached with this action and rewrite.
+    Cache(CachedAction, Transposition),
+    /// This traversal, nothing cached: a RST opening nothing (so the next packet may open
+    /// the connection), a full connection table, an RST outside the window.
+    Return(Traversal),
 }
 
 /// Gives back a SNAT port this evaluation allocated and will not use.
@@ -70,11 +72,21 @@ impl PortPath<'_> {
         if let Some(k) = key
             && let Some(c) = self.state.conns.lookup_reply(dir, k, now)
         {
-            if let Some(t) = self.reply(c, fk, m, now) {
-                return t;
+            match self.state.conns.get(c) {
+                // Not its reply (an echo request reusing the identifier): judged alone.
+                Some(conn) if !answers(m.fields.protocol, conn.opened_by, m.fields.icmp) => {}
+                // A bare SYN the other way over a finished connection opens a new one.
+                Some(conn) if conn.key.protocol == proto::TCP && reopens(conn.tcp, m.tcp_flags) => {
+                    self.state.conns.remove(c);
+                }
+                _ => {
+                    if let Some(t) = self.reply(c, fk, m, now) {
+                        return t;
+                    }
+                    // The policy no longer allows the connection: cut it, judge afresh.
+                    self.state.conns.remove(c);
+                }
             }
-            // The policy no longer allows the connection: cut it, judge the packet afresh.
-            self.state.conns.remove(c);
         }
         let existing = key.and_then(|k| self.state.conns.lookup(dir, k, now));
         let reuse = existing
@@ -93,10 +105,13 @@ impl PortPath<'_> {
             return Traversal::drop(reason, ev.decided);
         }
         let (action, rewrite) = match (ev.allowed && ev.stateful, existing, key) {
-            (true, Some(c), _) => self.continue_connection(c, &ev, m, now, nat),
+            (true, Some(c), _) => match self.continue_connection(c, &ev, m, now, nat) {
+                Step::Cache(action, rewrite) => (action, rewrite),
+                Step::Return(t) => return t,
+            },
             (true, None, Some(k)) => match self.open_connection(k, dir, &ev, m, now, nat) {
-                Opened::Recorded(action, rewrite) => (action, rewrite),
-                Opened::Uncached(t) => return t,
+                Step::Cache(action, rewrite) => (action, rewrite),
+                Step::Return(t) => return t,
             },
             (_, existing, _) => {
                 if let Some(c) = existing {
@@ -154,7 +169,14 @@ impl PortPath<'_> {
             conn.generation = generation;
             rewrite = conn.reply_rewrite;
         }
-        self.state.conns.touch(c, m.tcp_flags, false, now);
+        if self
+            .state
+            .conns
+            .touch(c, m.tcp_flags, &m.tcp_seq, false, now)
+            == Touch::OutOfWindow
+        {
+            return Some(Traversal::drop(DropReason::TcpOutOfWindow, None));
+        }
         self.cache(fk, m, CachedAction::Reply(c), rewrite, SmallVec::new());
         Some(Traversal::allow(None, rewrite))
     }
@@ -168,7 +190,7 @@ impl PortPath<'_> {
         m: &PacketMeta,
         now: u64,
         nat: &mut NatState,
-    ) -> (CachedAction, Transposition) {
+    ) -> Step {
         let mut rewrite = ev.rewrite;
         if let Some(conn) = self.state.conns.live(c, now) {
             conn.generation = self.port.generation;
@@ -179,12 +201,19 @@ impl PortPath<'_> {
                 release_fresh(nat, ev);
             }
         }
-        self.state.conns.touch(c, m.tcp_flags, true, now);
+        if self
+            .state
+            .conns
+            .touch(c, m.tcp_flags, &m.tcp_seq, true, now)
+            == Touch::OutOfWindow
+        {
+            return Step::Return(Traversal::drop(DropReason::TcpOutOfWindow, None));
+        }
         let action = CachedAction::Allow {
             conn: Some(c),
             decided: ev.decided,
         };
-        (action, rewrite)
+        Step::Cache(action, rewrite)
     }
 
     /// Records a new connection for an allowed stateful first packet.
@@ -196,10 +225,10 @@ impl PortPath<'_> {
         m: &PacketMeta,
         now: u64,
         nat: &mut NatState,
-    ) -> Opened {
+    ) -> Step {
         if m.fields.protocol == proto::TCP && m.tcp_flags & tcp_flags::RST != 0 {
             release_fresh(nat, ev);
-            return Opened::Uncached(Traversal::allow(ev.decided, ev.rewrite));
+            return Step::Return(Traversal::allow(ev.decided, ev.rewrite));
         }
         let exit_key = conn_key(&ev.out, ev.out_icmp_id).unwrap_or(k);
         let conn = Connection {
@@ -211,24 +240,28 @@ impl PortPath<'_> {
             bindings: ev.bindings,
             orig_fields: m.fields,
             orig_icmp_id: m.icmp_id,
+            opened_by: m.fields.icmp,
             tcp: tcp_initial(m.tcp_flags),
+            track: TcpTrack::opened(m.tcp_flags, &m.tcp_seq),
             last_seen: now,
             generation: self.port.generation,
         };
         let Ok(c) = self.state.conns.insert(conn, now) else {
             release_fresh(nat, ev);
-            return Opened::Uncached(Traversal::drop(DropReason::ConnectionTableFull, ev.decided));
+            return Step::Return(Traversal::drop(DropReason::ConnectionTableFull, ev.decided));
         };
         if let Some(b) = ev.bindings.snat {
             nat.owners.insert(b, (self.slot, c));
         }
         // A flow cached before this connection existed must now be seen as its reply.
-        self.state.flows.remove(&FlowKey::reply_of(dir, &exit_key));
+        if self.state.flows.remove(&FlowKey::reply_of(dir, &exit_key)) {
+            self.state.version += 1;
+        }
         let action = CachedAction::Allow {
             conn: Some(c),
             decided: ev.decided,
         };
-        Opened::Recorded(action, ev.rewrite)
+        Step::Cache(action, ev.rewrite)
     }
 
     fn cache(
@@ -239,6 +272,16 @@ impl PortPath<'_> {
         rewrite: Transposition,
         hits: SmallVec<[u64; 4]>,
     ) {
+        // What the flow table now answers, the path table may replay.
+        self.state.last = LastLeg {
+            cacheable: true,
+            conn: match action {
+                CachedAction::Reply(c) => Some((c, false)),
+                CachedAction::Allow { conn, .. } => conn.map(|c| (c, true)),
+                CachedAction::Drop { .. } => None,
+            },
+            hits: hits.clone(),
+        };
         let entry = FlowEntry {
             pins: FlowPins::of(&m.fields),
             generation: self.port.generation,

@@ -14,7 +14,7 @@ use ahash::RandomState;
 
 use std::collections::HashMap;
 
-use strata_rules::conn::{self as spec, ConnKey, TcpState};
+use strata_rules::conn::{self as spec, ConnKey, Segment, TcpSeq, TcpState, TcpTrack};
 use strata_rules::model::{Direction, Fields, proto};
 
 /// A handle on a connection; detects that the slot was reused.
@@ -49,7 +49,11 @@ pub struct Connection {
     /// changes.
     pub orig_fields: Fields,
     pub orig_icmp_id: Option<u16>,
+    /// The ICMP type and code of the packet that opened it (echo: which type answers).
+    pub opened_by: Option<(u8, u8)>,
     pub tcp: TcpState,
+    /// TCP sequence tracking (judges RSTs).
+    pub track: TcpTrack,
     pub last_seen: u64,
     /// The port generation under which it was last validated.
     pub generation: u64,
@@ -87,6 +91,29 @@ pub struct ConnTable {
     slots: Vec<Slot>,
     free: Vec<u32>,
     capacity: usize,
+    /// Where the incremental sweep resumes.
+    cursor: usize,
+    /// Slots the incremental sweep has looked at, ever: its cost, for tests and metrics.
+    pub examined: u64,
+}
+
+/// Slots examined by the incremental sweep for every connection recorded: expired
+/// connections are reclaimed at least as fast as new ones arrive, without a pause.
+const SWEEP_PER_INSERT: usize = 2;
+/// Slots examined when the table is full, before giving up on the new connection.
+pub const SWEEP_WHEN_FULL: usize = 64;
+
+/// What a packet did to its connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Touch {
+    /// It passes; the connection lives on.
+    Alive,
+    /// It passes, and ended the connection (an RST at the expected sequence number).
+    Ended,
+    /// It is refused (an RST outside the window); the connection is untouched.
+    OutOfWindow,
+    /// The connection no longer exists.
+    Gone,
 }
 
 /// The table is full of live connections.
@@ -104,6 +131,8 @@ impl ConnTable {
             slots: Vec::new(),
             free: Vec::new(),
             capacity,
+            cursor: 0,
+            examined: 0,
         }
     }
 
@@ -113,6 +142,15 @@ impl ConnTable {
 
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
+    }
+
+    /// Bytes the table holds on the heap: the slab, its free list and both indexes.
+    pub fn memory_bytes(&self) -> usize {
+        let index = std::mem::size_of::<((Direction, ConnKey), ConnRef)>();
+        self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.free.capacity() * std::mem::size_of::<u32>()
+            + super::uft::hash_table_bytes(self.index.capacity(), index)
+            + super::uft::hash_table_bytes(self.by_exit.capacity(), index)
     }
 
     pub fn get(&self, r: ConnRef) -> Option<&Connection> {
@@ -131,7 +169,7 @@ impl ConnTable {
             self.remove(r);
             return None;
         }
-        self.slots[r.slot as usize].conn.as_mut()
+        self.slots.get_mut(r.slot as usize)?.conn.as_mut()
     }
 
     /// Finds the live connection with this originating direction and key.
@@ -154,13 +192,16 @@ impl ConnTable {
         self.live(r, now).map(|_| r)
     }
 
-    /// Records a new connection. When full, expired connections are swept first.
+    /// Records a new connection. Each insert sweeps a few slots (expiry is amortised);
+    /// when full, a bounded sweep reclaims expired connections, else one that is only
+    /// half-open or closing (established ones are never evicted), else it fails.
     pub fn insert(&mut self, conn: Connection, now: u64) -> Result<ConnRef, Full> {
-        if self.index.len() >= self.capacity {
-            self.sweep(now);
-            if self.index.len() >= self.capacity {
-                return Err(Full);
-            }
+        self.sweep_some(now, SWEEP_PER_INSERT, false);
+        if self.index.len() >= self.capacity
+            && self.sweep_some(now, SWEEP_WHEN_FULL, false) == 0
+            && self.sweep_some(now, SWEEP_WHEN_FULL, true) == 0
+        {
+            return Err(Full);
         }
         let idx = (conn.orig_dir, conn.key);
         let exit = (conn.orig_dir, conn.exit_key);
@@ -169,9 +210,12 @@ impl ConnTable {
             packets_orig: 1,
             packets_reply: 0,
         };
-        let r = match self.free.pop() {
-            Some(slot) => {
-                let s = &mut self.slots[slot as usize];
+        let reused = self
+            .free
+            .pop()
+            .and_then(|slot| Some((slot, self.slots.get_mut(slot as usize)?)));
+        let r = match reused {
+            Some((slot, s)) => {
                 s.serial = s.serial.wrapping_add(1);
                 s.conn = Some(conn);
                 s.usage = usage;
@@ -223,35 +267,51 @@ impl ConnTable {
         }
     }
 
-    /// Updates the clock and TCP state of a live connection for a packet with `flags`;
-    /// a RST removes it (after this packet, which passes). Returns whether it lives on.
-    pub fn touch(&mut self, r: ConnRef, tcp_flags: u8, from_orig: bool, now: u64) -> bool {
+    /// What a packet of connection `r` (from its originator, or not) does to it: its
+    /// clock and TCP state move on, an exact RST ends it (after this packet, which
+    /// passes), an RST outside the window is refused and changes nothing.
+    pub fn touch(
+        &mut self,
+        r: ConnRef,
+        flags: u8,
+        seq: &TcpSeq,
+        from_orig: bool,
+        now: u64,
+    ) -> Touch {
         let Some(s) = self
             .slots
             .get_mut(r.slot as usize)
             .filter(|s| s.serial == r.serial)
         else {
-            return false;
+            return Touch::Gone;
         };
         let Some(c) = s.conn.as_mut() else {
-            return false;
+            return Touch::Gone;
         };
-        if from_orig {
-            s.usage.packets_orig += 1;
+        let step = if c.key.protocol == proto::TCP {
+            spec::tcp_step(&mut c.tcp, &mut c.track, from_orig, flags, seq)
         } else {
-            s.usage.packets_reply += 1;
-        }
-        c.last_seen = now;
-        if c.key.protocol == proto::TCP {
-            match spec::tcp_next(c.tcp, tcp_flags, from_orig) {
-                Some(s) => c.tcp = s,
-                None => {
-                    self.remove(r);
-                    return false;
-                }
+            Segment::Pass
+        };
+        // Usage counts what passes (the packet that ends a connection included).
+        if !matches!(step, Segment::OutOfWindow) {
+            if from_orig {
+                s.usage.packets_orig += 1;
+            } else {
+                s.usage.packets_reply += 1;
             }
         }
-        true
+        match step {
+            Segment::OutOfWindow => Touch::OutOfWindow,
+            Segment::Ends => {
+                self.remove(r);
+                Touch::Ended
+            }
+            Segment::Pass => {
+                c.last_seen = now;
+                Touch::Alive
+            }
+        }
     }
 
     /// Every recorded connection (expired ones not yet swept included), with its usage.
@@ -261,7 +321,8 @@ impl ConnTable {
             .filter_map(|s| s.conn.as_ref().map(|c| (c, s.usage)))
     }
 
-    /// Removes every expired connection; returns how many.
+    /// Removes every expired connection (every connection at `u64::MAX`); returns how
+    /// many. Walks the whole table: for a port that goes away, never on the packet path.
     pub fn sweep(&mut self, now: u64) -> usize {
         let dead: Vec<ConnRef> = self
             .index
@@ -273,5 +334,39 @@ impl ConnTable {
             self.remove(*r);
         }
         dead.len()
+    }
+
+    /// Looks at up to `budget` slots from where the last call stopped and removes the
+    /// expired connections among them (with `evict`, instead the first one that is not
+    /// established: half-open or closing); returns how many it removed.
+    pub fn sweep_some(&mut self, now: u64, budget: usize, evict: bool) -> usize {
+        let n = self.slots.len();
+        if n == 0 {
+            return 0;
+        }
+        let mut removed = 0;
+        for _ in 0..budget.min(n) {
+            self.cursor = (self.cursor + 1) % n;
+            self.examined += 1;
+            let Some(slot) = self.slots.get(self.cursor) else {
+                continue;
+            };
+            let Some(c) = slot.conn.as_ref() else {
+                continue;
+            };
+            let r = ConnRef {
+                slot: self.cursor as u32,
+                serial: slot.serial,
+            };
+            let unestablished = c.key.protocol == proto::TCP && c.tcp != TcpState::Established;
+            if c.expired(now) || (evict && unestablished) {
+                self.remove(r);
+                removed += 1;
+                if evict {
+                    break;
+                }
+            }
+        }
+        removed
     }
 }

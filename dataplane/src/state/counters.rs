@@ -148,8 +148,11 @@ impl PortCarry {
             layers: new
                 .iter()
                 .map(|l| {
-                    let i = old.iter().position(|o| o.layer.name == l.layer.name)?;
-                    Some((i, Carry::between(&old[i].layer, &l.layer)))
+                    let (i, o) = old
+                        .iter()
+                        .enumerate()
+                        .find(|(_, o)| o.layer.name == l.layer.name)?;
+                    Some((i, Carry::between(&o.layer, &l.layer)))
                 })
                 .collect(),
         }

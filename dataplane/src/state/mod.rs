@@ -12,8 +12,10 @@
 
 pub mod conntrack;
 pub mod counters;
+pub mod fragments;
 pub mod nat;
 pub mod ownership;
+pub mod path;
 pub mod uft;
 
 use std::collections::{HashMap, HashSet};
@@ -33,8 +35,11 @@ use uft::FlowTable;
 /// Table sizes of each port.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
+    /// Flows cached per port (and whole paths per engine); 0 caches nothing.
     pub flows: usize,
     pub connections: usize,
+    /// Datagrams whose later fragments are awaited, host-wide.
+    pub fragments: usize,
 }
 
 impl Default for Limits {
@@ -42,6 +47,7 @@ impl Default for Limits {
         Limits {
             flows: 1 << 20,
             connections: 1 << 20,
+            fragments: 4096,
         }
     }
 }
@@ -97,6 +103,16 @@ impl NatState {
     }
 }
 
+/// What a port's last traversal was, for the path table: whether it may be replayed
+/// from a path entry (a flow-table answer or a cached slow-path decision), its
+/// connection and its decisions.
+#[derive(Clone, Debug, Default)]
+pub struct LastLeg {
+    pub cacheable: bool,
+    pub conn: Option<(ConnRef, bool)>,
+    pub hits: smallvec::SmallVec<[u64; 4]>,
+}
+
 /// One port's state.
 pub struct PortState {
     /// The port incarnation this state belongs to.
@@ -106,6 +122,11 @@ pub struct PortState {
     pub flows: FlowTable,
     pub conns: ConnTable,
     pub counters: PortCounters,
+    /// The last traversal, for the path table.
+    pub last: LastLeg,
+    /// Moves when a cached flow is forgotten because a new connection made it a reply:
+    /// paths recorded through this port before then no longer hold.
+    pub version: u64,
 }
 
 impl PortState {
@@ -116,6 +137,8 @@ impl PortState {
             flows: FlowTable::new(limits.flows),
             conns: ConnTable::new(limits.connections),
             counters: PortCounters::for_layers(&p.layers),
+            last: LastLeg::default(),
+            version: 0,
         }
     }
 
@@ -127,9 +150,17 @@ impl PortState {
     }
 
     /// Forgets the connections idle past their timeout at `now` (all of them at
-    /// `u64::MAX`) and gives their NAT ports back; returns how many.
+    /// `u64::MAX`) and gives their NAT ports back; returns how many. The whole table:
+    /// not for the packet path (see `sweep_some`).
     pub fn sweep(&mut self, now: u64, nat: &mut NatState) -> usize {
         let n = self.conns.sweep(now);
+        self.release(nat);
+        n
+    }
+
+    /// Like `sweep`, over at most `budget` connection slots.
+    pub fn sweep_some(&mut self, now: u64, budget: usize, nat: &mut NatState) -> usize {
+        let n = self.conns.sweep_some(now, budget, false);
         self.release(nat);
         n
     }
@@ -152,7 +183,11 @@ impl SwitchStats {
     pub fn count(&mut self, drop: Option<DropReason>) {
         self.packets += 1;
         match drop {
-            Some(r) => self.dropped[r.index()] += 1,
+            Some(r) => {
+                if let Some(n) = self.dropped.get_mut(r.index()) {
+                    *n += 1;
+                }
+            }
             None => self.forwarded += 1,
         }
     }
@@ -174,6 +209,17 @@ pub struct EngineState {
     pub host: bool,
     /// Packet time; it never runs backwards for connection ageing.
     pub clock: u64,
+    /// The port whose connections a full NAT pool sweeps next (round robin).
+    pub sweep_port: usize,
+    /// Datagrams whose first fragment passed (or not): the verdict their others follow.
+    pub fragments: fragments::FragmentTable,
+    /// The unified flow table: whole paths.
+    pub paths: path::PathTable,
+    /// The traversals of the frame being decided, and whether they may be replayed.
+    pub legs: smallvec::SmallVec<[path::Leg; 2]>,
+    pub legs_cacheable: bool,
+    /// Bumped whenever a learned underlay MAC changes (encapsulations depend on it).
+    pub underlay_epoch: u64,
     pub limits: Limits,
     pub stats: SwitchStats,
 }
@@ -187,6 +233,12 @@ impl EngineState {
             wanted: Default::default(),
             host: false,
             clock: 0,
+            sweep_port: 0,
+            fragments: fragments::FragmentTable::new(limits.fragments),
+            paths: path::PathTable::new(limits.flows),
+            legs: smallvec::SmallVec::new(),
+            legs_cacheable: false,
+            underlay_epoch: 0,
             limits,
             stats: SwitchStats::default(),
         }
@@ -234,6 +286,16 @@ impl EngineState {
     /// The state of the port in `slot`.
     pub fn port(&self, slot: usize) -> Option<&PortState> {
         self.ports.get(slot)?.as_ref()
+    }
+
+    /// Bytes of flow and connection state (every port's tables) on the heap.
+    pub fn flow_state_bytes(&self) -> usize {
+        self.ports
+            .iter()
+            .flatten()
+            .map(|p| p.flows.memory_bytes() + p.conns.memory_bytes())
+            .sum::<usize>()
+            + self.paths.memory_bytes()
     }
 
     /// NAT ports in use by connections on the host.

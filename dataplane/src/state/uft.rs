@@ -99,7 +99,8 @@ impl FlowTable {
         FlowTable {
             // Starts empty and grows on the slow path up to `capacity`.
             map: HashMap::default(),
-            capacity: capacity.max(1),
+            // 0: cache nothing (every packet takes the slow path: a cold engine).
+            capacity,
             evictions: 0,
         }
     }
@@ -112,6 +113,14 @@ impl FlowTable {
         self.map.is_empty()
     }
 
+    /// Bytes the table holds on the heap (its buckets: key, entry and control byte each).
+    pub fn memory_bytes(&self) -> usize {
+        hash_table_bytes(
+            self.map.capacity(),
+            std::mem::size_of::<(FlowKey, FlowEntry)>(),
+        )
+    }
+
     /// The entry for `key`, if it was computed for exactly these fields under `generation`.
     /// (The key already pins addresses, protocol and ports; the rest is compared here.)
     pub fn get(&self, key: &FlowKey, fields: &Fields, generation: u64) -> Option<&FlowEntry> {
@@ -122,6 +131,9 @@ impl FlowTable {
     }
 
     pub fn insert(&mut self, key: FlowKey, entry: FlowEntry) {
+        if self.capacity == 0 {
+            return;
+        }
         if self.map.len() >= self.capacity && !self.map.contains_key(&key) {
             // Evict one entry: any will do, it is only a cache.
             if let Some(k) = self.map.keys().next().copied() {
@@ -140,7 +152,18 @@ impl FlowTable {
         }
     }
 
-    pub fn remove(&mut self, key: &FlowKey) {
-        self.map.remove(key);
+    /// Forgets a flow; whether there was one.
+    pub fn remove(&mut self, key: &FlowKey) -> bool {
+        self.map.remove(key).is_some()
     }
+}
+
+/// The heap bytes of a `HashMap` of `capacity` holding `entry`-byte entries: hashbrown
+/// keeps a power-of-two number of buckets, at most 7/8 full, each with one control byte.
+pub(crate) fn hash_table_bytes(capacity: usize, entry: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    let buckets = (capacity * 8 / 7).next_power_of_two().max(4);
+    buckets * (entry + 1)
 }

@@ -56,6 +56,9 @@ impl Switch<'_> {
             };
         }
         match (self.policy.slot_of_mac(&dst_mac), ingress) {
+            (Some(q), PortId::Uplink) if self.hidden(q) => {
+                Verdict::drop(ingress, direction, DropReason::NotExposed)
+            }
             (Some(q), _) => Verdict::forward(ingress, direction, PortId::Endpoint(q)),
             (None, PortId::Endpoint(_)) => Verdict::forward(ingress, direction, PortId::Uplink),
             (None, PortId::Uplink) => Verdict::drop(ingress, direction, DropReason::NoRoute),

@@ -113,6 +113,7 @@ impl PacketMeta {
             fields: p.fields,
             icmp_id: p.icmp_id,
             tcp_flags: p.tcp_flags,
+            tcp_seq: p.tcp_seq,
             ip_len: p.ip_len(),
             related: None,
         }

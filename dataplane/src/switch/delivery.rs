@@ -12,6 +12,7 @@
 //! - a network's VLAN is pushed on the uplink and must match (and is popped) on ingress.
 
 use strata_rules::model::{Driver, proto};
+use strata_rules::source::hidden_from_outside;
 
 use super::{Route, Switch};
 use crate::drop::DropReason;
@@ -42,6 +43,13 @@ impl Switch<'_> {
             return self.policy.mapping(protocol, port);
         }
         None
+    }
+
+    /// Whether endpoint `q`'s network hides it from the outside.
+    pub(super) fn hidden(&self, q: usize) -> bool {
+        self.policy
+            .network_of(q)
+            .is_some_and(|n| hidden_from_outside(n.driver))
     }
 
     /// The rewrite of a packet routed (not bridged) to endpoint `q`.
@@ -117,6 +125,16 @@ impl Switch<'_> {
     /// Where a packet from the uplink goes.
     pub(super) fn route_from_uplink(&mut self, m: &PacketMeta, now: u64) -> Route {
         let f = m.fields;
+        let direct = self
+            .policy
+            .slot_of_mac(&f.dst_mac)
+            .or_else(|| self.policy.slot_of_ip(&f.dst_ip));
+        if direct.is_some_and(|q| self.hidden(q)) && !self.policy.is_host_address(f.src_ip) {
+            // A NAT network is reached from outside only through the host's addresses
+            // (port mappings, replies of its connections), an overlay only
+            // encapsulated; only the host itself reaches their containers directly.
+            return Route::Drop(DropReason::NotExposed);
+        }
         let (q, mut t) = if let Some(q) = self.policy.slot_of_mac(&f.dst_mac) {
             (q, Transposition::NONE)
         } else if let Some(q) = self.policy.slot_of_ip(&f.dst_ip) {
@@ -138,14 +156,11 @@ impl Switch<'_> {
         } else {
             return Route::Drop(DropReason::NoRoute);
         };
-        // When Strata is the host, a NAT network's prefix is not reachable from outside
-        // (DESIGN §1): only its bindings and port mappings, at a host address, lead in.
-        // (A capture's uplink is also the host's own stack, which reaches it.)
-        if self.state.host
-            && self.policy.network_of(q).map(|n| n.driver) == Some(Driver::Nat)
-            && !self.policy.is_host_address(f.dst_ip)
-        {
-            return Route::Drop(DropReason::NoRoute);
+        // When Strata is the host (the service), the host's own stack is not on the
+        // uplink: a source claiming a host address there is not the host, and reaches
+        // a NAT or overlay container only as anyone else does (above).
+        if self.state.host && self.hidden(q) && !self.policy.is_host_address(f.dst_ip) {
+            return Route::Drop(DropReason::NotExposed);
         }
         let want = self.policy.network_of(q).and_then(|n| n.vlan);
         if f.vlan != want {

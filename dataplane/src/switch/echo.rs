@@ -61,46 +61,51 @@ pub fn echo_reply(frame: &[u8], p: &Parsed, mac: Mac) -> Option<Vec<u8>> {
     let l4 = usize::from(p.l4_offset?);
     let end = p.l3_end as usize;
     let mut out = frame.get(..end)?.to_vec();
-    out[ethernet::field::DST..ethernet::field::DST + 6].copy_from_slice(&p.fields.src_mac.0);
-    out[ethernet::field::SRC..ethernet::field::SRC + 6].copy_from_slice(&mac.0);
+    put(&mut out, ethernet::field::DST, &p.fields.src_mac.0)?;
+    put(&mut out, ethernet::field::SRC, &mac.0)?;
+    let (s, d, n) = if p.ip_version == 4 {
+        (l3 + 12, l3 + 16, 4)
+    } else {
+        (l3 + 8, l3 + 24, 16)
+    };
+    let src = out.get(s..s + n)?.to_vec();
+    let dst = out.get(d..d + n)?.to_vec();
+    put(&mut out, s, &dst)?;
+    put(&mut out, d, &src)?;
     if p.ip_version == 4 {
         let ihl = usize::from(out.get(l3)? & 0x0f) * 4;
-        let (s, d) = (l3 + 12, l3 + 16);
-        let src: [u8; 4] = out.get(s..s + 4)?.try_into().ok()?;
-        let dst: [u8; 4] = out.get(d..d + 4)?.try_into().ok()?;
-        out[s..s + 4].copy_from_slice(&dst);
-        out[d..d + 4].copy_from_slice(&src);
-        out[l3 + 8] = 64;
-        out[l3 + 10..l3 + 12].fill(0);
+        put(&mut out, l3 + 8, &[64])?;
+        put(&mut out, l3 + 10, &[0, 0])?;
         let c = checksum::finish(checksum::sum(0, out.get(l3..l3 + ihl)?));
-        out[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
-        out[l4] = 0;
-        out[l4 + 2..l4 + 4].fill(0);
+        put(&mut out, l3 + 10, &c.to_be_bytes())?;
+        put(&mut out, l4, &[0])?;
+        put(&mut out, l4 + 2, &[0, 0])?;
         let c = checksum::finish(checksum::sum(0, out.get(l4..end)?));
-        out[l4 + 2..l4 + 4].copy_from_slice(&c.to_be_bytes());
+        put(&mut out, l4 + 2, &c.to_be_bytes())?;
     } else {
-        let (s, d) = (l3 + 8, l3 + 24);
-        let src: [u8; 16] = out.get(s..s + 16)?.try_into().ok()?;
-        let dst: [u8; 16] = out.get(d..d + 16)?.try_into().ok()?;
-        out[s..s + 16].copy_from_slice(&dst);
-        out[d..d + 16].copy_from_slice(&src);
-        out[l3 + 7] = 64;
-        out[l4] = 129;
+        put(&mut out, l3 + 7, &[64])?;
+        put(&mut out, l4, &[129])?;
         icmpv6_checksum(&mut out, l3, l4, end)?;
     }
     Some(out)
 }
 
+/// Writes `bytes` at `at`, if they fit.
+pub(crate) fn put(out: &mut [u8], at: usize, bytes: &[u8]) -> Option<()> {
+    out.get_mut(at..at.checked_add(bytes.len())?)?
+        .copy_from_slice(bytes);
+    Some(())
+}
+
 /// Writes the ICMPv6 checksum of the message at `l4..end` of the IPv6 packet at `l3`.
 pub(crate) fn icmpv6_checksum(out: &mut [u8], l3: usize, l4: usize, end: usize) -> Option<()> {
-    out.get_mut(l4 + 2..l4 + 4)?.fill(0);
-    let len = (end - l4) as u32;
+    put(out, l4 + 2, &[0, 0])?;
+    let len = u32::try_from(end.checked_sub(l4)?).ok()?;
     let mut acc = checksum::sum(0, out.get(l3 + 8..l3 + 40)?);
     acc = acc.wrapping_add(len >> 16).wrapping_add(len & 0xffff);
     acc = acc.wrapping_add(u32::from(proto::ICMPV6));
     let c = checksum::finish(checksum::sum(acc, out.get(l4..end)?));
-    out[l4 + 2..l4 + 4].copy_from_slice(&c.to_be_bytes());
-    Some(())
+    put(out, l4 + 2, &c.to_be_bytes())
 }
 
 #[cfg(test)]

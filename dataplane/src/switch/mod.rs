@@ -8,7 +8,8 @@
 //! - `overlay`: VXLAN encapsulation to remote hosts and decapsulation from them;
 //! - `arp`: proxy ARP, the switch's own answers; `nd` and `echo`: IPv6 neighbour
 //!   discovery and ICMP echo answered for the addresses the switch owns;
-//! - `resolve`: the uplink's neighbours (ARP/ND), for the overlay and routed traffic.
+//! - `resolve`: the uplink's neighbours (ARP/ND), for the overlay and routed traffic;
+//! - `source`: source validation — nobody poses as an endpoint it is not.
 //!
 //! Each frame has at most one output port: flooding is not modelled.
 
@@ -19,6 +20,7 @@ pub mod echo;
 pub mod nd;
 mod overlay;
 pub mod resolve;
+mod source;
 
 use strata_rules::model::Direction;
 
@@ -27,6 +29,7 @@ use crate::flow::{FlowKey, PacketMeta};
 use crate::policy::{CompiledPolicy, Decision, PortId};
 use crate::port::{PortPath, Traversal};
 use crate::state::EngineState;
+use crate::state::path::Leg;
 use crate::state::uft::Delivery;
 use crate::transpose::Transposition;
 use crate::verdict::{Answer, Verdict};
@@ -61,6 +64,11 @@ impl Switch<'_> {
             PortId::Endpoint(_) => Direction::Out,
             PortId::Uplink => Direction::In,
         };
+        if let Some(reason) = self.spoofed(ingress, frame) {
+            let v = Verdict::drop(ingress, direction, reason);
+            self.state.stats.count(v.drop);
+            return v;
+        }
         let v = match frame {
             FrameInfo::Malformed => Verdict::drop(ingress, direction, DropReason::Parse),
             FrameInfo::Unsupported => Verdict::drop(ingress, direction, DropReason::Unsupported),
@@ -166,18 +174,27 @@ impl Switch<'_> {
         }
     }
 
-    /// One port's traversal. When a SNAT finds its ports exhausted, the connections
-    /// that have expired meanwhile (on any port: the pools are the host's) give their
-    /// ports back, and the packet is tried once more.
+    /// One port's traversal. When a SNAT finds its ports exhausted, a bounded sweep of
+    /// the ports' connections (round robin: the pools are the host's) gives back the ports
+    /// of expired ones, and the packet is tried once more: a flood against a full pool
+    /// costs each packet the same bounded work, never a walk over every connection.
     fn traverse(&mut self, p: usize, dir: Direction, m: &PacketMeta, now: u64) -> Traversal {
         let t = self.traverse_once(p, dir, m, now);
         if t.drop != Some(DropReason::NatPortsExhausted) {
             return t;
         }
         let st = &mut *self.state;
-        let mut freed = 0;
-        for port in st.ports.iter_mut().flatten() {
-            freed += port.sweep(now, &mut st.nat);
+        let (mut freed, mut budget) = (0, crate::state::conntrack::SWEEP_WHEN_FULL);
+        for _ in 0..st.ports.len() {
+            if budget == 0 {
+                break;
+            }
+            st.sweep_port = (st.sweep_port + 1) % st.ports.len().max(1);
+            if let Some(Some(port)) = st.ports.get_mut(st.sweep_port) {
+                let share = budget.min(port.conns.len().max(1));
+                freed += port.sweep_some(now, share, &mut st.nat);
+                budget -= share;
+            }
         }
         if freed == 0 {
             return t;
@@ -197,7 +214,21 @@ impl Switch<'_> {
             slot: p,
             topology: policy.topology,
         };
-        path.traverse(dir, m, now, &mut st.nat)
+        let t = path.traverse(dir, m, now, &mut st.nat);
+        // Note the traversal for the path table.
+        let last = &path.state.last;
+        st.legs_cacheable &= last.cacheable;
+        st.legs.push(Leg {
+            slot: p,
+            incarnation: port.incarnation,
+            generation: port.generation,
+            version: path.state.version,
+            dir,
+            conn: last.conn,
+            hits: last.hits.clone(),
+            dropped: t.drop.is_some(),
+        });
+        t
     }
 
     /// The receiver's layers, inbound.
@@ -214,14 +245,16 @@ impl Switch<'_> {
     ) -> Verdict {
         let t = self.traverse(q, Direction::In, &m, now);
         let egress = PortId::Endpoint(q);
-        if let Some(d) = t.decided {
-            decided = Some((egress, d));
-        }
         if let Some(r) = t.drop {
+            // A drop names what dropped it: the receiver's decision, if any (an RST
+            // refused for its sequence number has none), never the sender's allow.
             return Verdict {
-                decided,
+                decided: t.decided.map(|d| (egress, d)),
                 ..Verdict::drop(ingress, direction, r)
             };
+        }
+        if let Some(d) = t.decided {
+            decided = Some((egress, d));
         }
         Verdict {
             decided,

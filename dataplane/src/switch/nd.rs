@@ -131,7 +131,7 @@ pub fn advertised_mac(frame: &[u8], p: &Parsed) -> Option<Mac> {
     let end = (p.l3_end as usize).min(frame.len());
     let mut at = l4 + 24;
     while at + 8 <= end {
-        let (kind, len) = (frame[at], usize::from(frame[at + 1]) * 8);
+        let (kind, len) = (*frame.get(at)?, usize::from(*frame.get(at + 1)?) * 8);
         if len == 0 {
             return None;
         }

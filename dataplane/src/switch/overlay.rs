@@ -134,6 +134,8 @@ impl Switch<'_> {
     fn learn_underlay(&mut self, ip: IpAddr, mac: Mac) {
         if self.state.underlay.get(&ip) != Some(&mac) {
             self.state.underlay.insert(ip, mac);
+            // Paths that encapsulate to this host must take the new MAC.
+            self.state.underlay_epoch += 1;
         }
     }
 }

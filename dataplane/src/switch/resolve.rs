@@ -77,6 +77,8 @@ pub fn learn(policy: &CompiledPolicy, state: &mut EngineState, frame: &[u8], p: 
     if state.wanted.contains(&ip) || state.underlay.contains_key(&ip) || is_provider(policy, &ip) {
         if state.underlay.get(&ip) != Some(&mac) {
             state.underlay.insert(ip, mac);
+            // Paths that encapsulate to this host must take the new MAC.
+            state.underlay_epoch += 1;
         }
         state.wanted.forget(&ip);
     }

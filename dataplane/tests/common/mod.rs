@@ -31,6 +31,7 @@ pub fn packet(
         },
         icmp_id: None,
         tcp_flags,
+        tcp_seq: Default::default(),
         ip_len,
         related: None,
     })

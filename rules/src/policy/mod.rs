@@ -1,12 +1,13 @@
-//! The policy file: TOML text in, a validated, compiled [`Policy`] out.
+//! The policy: TOML files and HNS JSON documents in, a validated, compiled [`Policy`] out.
 //!
-//! The file describes what an operator knows (the host uplink, networks with their
+//! The TOML file describes what an operator knows (the host uplink, networks with their
 //! OutboundNAT and overlay routes, endpoints with their HNS-style ACLs and port mappings,
 //! load balancers, and optional custom VFP layers whose rules may transpose headers);
-//! [`load`]
+//! HNS JSON is what Windows tooling writes (networks, endpoints, policy lists, load
+//! balancers, CNI configurations), read by [`hns`] into the same raw types. [`load`]
 //! checks all of it and compiles it into the object model of DESIGN §2. The format is
 //! documented field by field in [`raw`] and, with a complete example, in
-//! `docs/policy.md`.
+//! `docs/policy.md`; the HNS side in `docs/hns.md`.
 //!
 //! Errors name the file, line, column and the object at fault, and as many as possible are
 //! reported at once, so that one `strata check` run shows everything to fix:
@@ -23,366 +24,229 @@
 //! );
 //! ```
 //!
-//! `rules` does no I/O: the caller reads the file and passes its text and name.
+//! Modules: `diag` (positions), `read_toml`, `hns` (JSON), `compile`, `emit` (TOML out).
+//! `rules` does no I/O: the caller reads the files and passes their text and names.
 
 mod compile;
+mod diag;
+mod emit;
 mod hns;
-pub use compile::{
-    ACL_IN_GROUP, ACL_LAYER, ACL_OUT_GROUP, DEFAULT_PRIORITY, LB_GROUP, LB_LAYER, NAT_LAYER,
-    NAT_PORTS, acl_profile,
-};
-pub use hns::load_hns_json;
 pub mod raw;
+mod read_toml;
 pub mod values;
 
-use std::fmt;
-use std::ops::Range;
+pub use compile::{
+    ACL_IN_GROUP, ACL_LAYER, ACL_OUT_GROUP, DEFAULT_PRIORITY, LB_GROUP, LB_LAYER, NAT_LAYER,
+    NAT_PORTS, ROUTE_LAYER, TemplateSummary, acl_profile,
+};
+pub use diag::{PolicyError, PolicyErrors};
 
-use serde::Deserialize;
-use toml::Spanned;
-use toml::de::{DeTable, DeValue, ValueDeserializer};
+use std::fmt;
 
 use crate::model::Policy;
+use diag::Diagnostics;
 
-/// One problem in a policy file. Displays as `FILE:LINE:COL: OBJECT: message`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PolicyError {
-    pub file: String,
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column, in characters.
-    pub col: usize,
-    /// The object at fault, e.g. `endpoint "web" acl #2`, or `TOML` for syntax errors.
-    pub object: String,
-    pub message: String,
+/// The most policy text read at once (all files together): a bigger input is refused
+/// before it is parsed, so `strata check /dev/zero` ends with a message, not out of
+/// memory.
+pub const MAX_POLICY_BYTES: usize = 16 << 20;
+
+/// How a file is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// The TOML policy file.
+    Toml,
+    /// HNS JSON: HNS objects, CNI configurations, or Strata's host document.
+    HnsJson,
 }
 
-impl fmt::Display for PolicyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}: {}",
-            self.file, self.line, self.col, self.object, self.message
-        )
-    }
-}
-
-/// Every problem found in a policy file, in file order. Displays one per line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PolicyErrors(pub Vec<PolicyError>);
-
-impl PolicyErrors {
-    pub fn iter(&self) -> std::slice::Iter<'_, PolicyError> {
-        self.0.iter()
-    }
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Display for PolicyErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
+impl Format {
+    /// By the file's extension (`.toml`; `.json`, `.conf`, `.conflist`), else by its
+    /// first character: JSON starts with `{`, or `[` followed by `{`, `[` or `]`.
+    pub fn of(name: &str, text: &str) -> Format {
+        let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+        match ext.as_deref() {
+            Some("toml") => return Format::Toml,
+            Some("json" | "conf" | "conflist") => return Format::HnsJson,
+            _ => {}
         }
-        Ok(())
+        let t = text.trim_start();
+        let json = t.starts_with('{')
+            || (t.starts_with('[')
+                && matches!(t[1..].trim_start().chars().next(), Some('{' | ']' | '"')));
+        if json { Format::HnsJson } else { Format::Toml }
     }
 }
 
-impl std::error::Error for PolicyErrors {}
-
-/// Collects errors against the text they point into.
-pub(crate) struct Diagnostics<'a> {
-    text: &'a str,
-    file: &'a str,
-    errors: Vec<PolicyError>,
+/// One file of a policy.
+#[derive(Clone, Copy, Debug)]
+pub struct Source<'a> {
+    /// Names the file in messages.
+    pub name: &'a str,
+    pub text: &'a str,
+    pub format: Format,
 }
 
-impl<'a> Diagnostics<'a> {
-    pub(crate) fn new(text: &'a str, file: &'a str) -> Self {
-        Diagnostics {
+impl<'a> Source<'a> {
+    /// A file whose format is told by [`Format::of`].
+    pub fn new(name: &'a str, text: &'a str) -> Source<'a> {
+        Source {
+            name,
             text,
-            file,
-            errors: Vec::new(),
+            format: Format::of(name, text),
         }
-    }
-
-    /// 1-based line and column (in characters) of a byte offset.
-    fn line_col(&self, offset: usize) -> (usize, usize) {
-        let mut offset = offset.min(self.text.len());
-        while !self.text.is_char_boundary(offset) {
-            offset -= 1;
-        }
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let col = before[line_start..].chars().count() + 1;
-        (line, col)
-    }
-
-    pub(crate) fn error(&mut self, span: Range<usize>, object: &str, message: impl Into<String>) {
-        let (line, col) = self.line_col(span.start);
-        self.errors.push(PolicyError {
-            file: self.file.to_owned(),
-            line,
-            col,
-            object: object.to_owned(),
-            message: message.into(),
-        });
-    }
-
-    pub(crate) fn has_errors(&self) -> bool {
-        !self.errors.is_empty()
-    }
-
-    /// 1-based line of a byte offset, for messages like "first defined at line 3".
-    pub(crate) fn line_of(&self, offset: usize) -> usize {
-        self.line_col(offset).0
-    }
-
-    fn finish(mut self) -> PolicyErrors {
-        // Stable sort: errors at one place keep the order they were found in.
-        self.errors.sort_by_key(|e| (e.line, e.col));
-        PolicyErrors(self.errors)
     }
 }
 
-/// Deserializes one table of the file, keeping its span.
-fn parse_item<'i, T: Deserialize<'i>>(
-    value: Spanned<DeValue<'i>>,
-) -> Result<Spanned<T>, toml::de::Error> {
-    Spanned::<T>::deserialize(ValueDeserializer::from(value))
+/// A policy that compiled, with what the reader noticed on the way.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub policy: Policy,
+    /// Fields read and not used, values assumed: shown as warnings, sorted like errors.
+    pub warnings: Vec<PolicyError>,
+    /// The endpoint templates (CNI configurations, Calico static rules).
+    pub templates: Vec<TemplateSummary>,
 }
 
-/// Deserializes one `[[endpoint]]`, and each of its ACLs, port mappings and layers on
-/// its own, so that a mistake in one of them hides neither the others nor the endpoint's
-/// own checks.
-fn parse_endpoint(
-    diag: &mut Diagnostics,
-    index: usize,
-    item: &Spanned<DeValue<'_>>,
-) -> Option<Spanned<raw::Endpoint>> {
-    let report = |diag: &mut Diagnostics, e: toml::de::Error, at: Range<usize>| {
-        let span = e.span().unwrap_or(at);
-        let object = describe("endpoint", index, item.get_ref(), &span);
-        diag.error(span, &object, e.message());
-    };
-    let DeValue::Table(mut table) = item.get_ref().clone() else {
-        diag.error(
-            item.span(),
-            "endpoint",
-            "`endpoint` must be an array of tables: write `[[endpoint]]`",
-        );
-        return None;
-    };
-    let nested: Vec<(&str, Option<Spanned<DeValue<'_>>>)> = ["acl", "port_mapping", "layer"]
-        .into_iter()
-        .map(|k| (k, table.remove(k)))
-        .collect();
-    let mut endpoint =
-        match parse_item::<raw::Endpoint>(Spanned::new(item.span(), DeValue::Table(table))) {
-            Ok(ep) => Some(ep),
-            Err(e) => {
-                report(diag, e, item.span());
-                None
-            }
-        };
-    for (key, value) in nested {
-        let Some(value) = value else { continue };
-        let Some(items) = value.get_ref().as_array() else {
-            let object = describe("endpoint", index, item.get_ref(), &value.span());
-            diag.error(
-                value.span(),
-                &object,
-                format!("`{key}` must be an array of tables: write `[[endpoint.{key}]]`"),
+/// A policy that did not compile: its errors, and the warnings found on the way.
+#[derive(Clone, Debug)]
+pub struct Refused {
+    pub errors: PolicyErrors,
+    pub warnings: Vec<PolicyError>,
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.errors.fmt(f)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Reads every source (in the order given) and links them into one raw policy.
+fn read_all<'a>(sources: &[Source<'a>], d: &mut Diagnostics<'a>) -> raw::File {
+    let mut tomls = Vec::new();
+    let mut import = hns::Import::default();
+    let total: usize = sources.iter().map(|s| s.text.len()).sum();
+    for s in sources {
+        let placed = d.add(s.name, s.text);
+        if total > MAX_POLICY_BYTES {
+            let msg = format!(
+                "the policy is larger than {} MiB: refused unread",
+                MAX_POLICY_BYTES >> 20
             );
-            continue;
-        };
-        for (position, sub) in (1..).zip(items.iter()) {
-            let at = sub.span();
-            let ep = endpoint.as_mut().map(|ep| ep.get_mut());
-            let result = match key {
-                "acl" => parse_item::<raw::Acl>(sub.clone()).map(|mut a| {
-                    a.get_mut().position = position;
-                    ep.map(|ep| ep.acl.push(a))
-                }),
-                "port_mapping" => parse_item::<raw::PortMapping>(sub.clone()).map(|mut m| {
-                    m.get_mut().position = position;
-                    ep.map(|ep| ep.port_mapping.push(m))
-                }),
-                _ => parse_item::<raw::Layer>(sub.clone()).map(|l| ep.map(|ep| ep.layer.push(l))),
-            };
-            if let Err(e) = result {
-                report(diag, e, at);
-            }
-        }
-    }
-    endpoint
-}
-
-/// Names the innermost object of a raw `[[network]]` or `[[endpoint]]` item that holds
-/// `span`, for errors found while deserializing it (before names are known to be valid).
-fn describe(section: &str, index: usize, item: &DeValue<'_>, span: &Range<usize>) -> String {
-    // A table's own span is only its `[[header]]`: its extent ends where its last key or
-    // value does.
-    fn extent_end(v: &Spanned<DeValue<'_>>) -> usize {
-        let children = match v.get_ref() {
-            DeValue::Table(t) => t.iter().map(|(k, x)| k.span().end.max(extent_end(x))).max(),
-            DeValue::Array(a) => a.iter().map(extent_end).max(),
-            _ => None,
-        };
-        children.unwrap_or(0).max(v.span().end)
-    }
-    let inside =
-        |v: &Spanned<DeValue<'_>>| v.span().start <= span.start && span.end <= extent_end(v);
-    let name_of = |v: &DeValue<'_>| {
-        v.get("name")
-            .and_then(|n| n.get_ref().as_str())
-            .map(str::to_owned)
-    };
-    let id_of = |v: &DeValue<'_>| {
-        v.get("id")
-            .and_then(|n| n.get_ref().as_str())
-            .map(str::to_owned)
-    };
-    let mut object = match name_of(item) {
-        Some(name) => format!("{section} {name:?}"),
-        None => format!("{section} #{}", index + 1),
-    };
-    fn array<'a, 'i>(v: &'a DeValue<'i>, key: &str) -> &'a [Spanned<DeValue<'i>>] {
-        v.get(key)
-            .and_then(|a| a.get_ref().as_array())
-            .map_or(&[], |a| &a[..])
-    }
-    for (i, acl) in array(item, "acl").iter().enumerate() {
-        if inside(acl) {
-            object += &format!(" acl #{}", i + 1);
-            if let Some(id) = id_of(acl.get_ref()) {
-                object += &format!(" {id:?}");
-            }
-            return object;
-        }
-    }
-    for (i, pm) in array(item, "port_mapping").iter().enumerate() {
-        if inside(pm) {
-            return object + &format!(" port_mapping #{}", i + 1);
-        }
-    }
-    for (li, layer) in array(item, "layer").iter().enumerate() {
-        if !inside(layer) {
+            d.error(placed.base..placed.base, "file", msg);
             continue;
         }
-        object += &match name_of(layer.get_ref()) {
-            Some(n) => format!(" layer {n:?}"),
-            None => format!(" layer #{}", li + 1),
-        };
-        for (gi, group) in array(layer.get_ref(), "group").iter().enumerate() {
-            if !inside(group) {
-                continue;
-            }
-            object += &match name_of(group.get_ref()) {
-                Some(n) => format!(" group {n:?}"),
-                None => format!(" group #{}", gi + 1),
-            };
-            for (ri, rule) in array(group.get_ref(), "rule").iter().enumerate() {
-                if inside(rule) {
-                    object += &match id_of(rule.get_ref()) {
-                        Some(n) => format!(" rule {n:?}"),
-                        None => format!(" rule #{}", ri + 1),
-                    };
-                }
-            }
+        match s.format {
+            Format::Toml => tomls.push(read_toml::read(d, placed.base, s.text)),
+            Format::HnsJson => hns::read(d, placed.base, s.text, &mut import),
         }
     }
-    object
+    hns::link(d, tomls, import)
 }
 
-/// Parses, validates and compiles a policy file. `file` only names the file in errors.
+/// Parses, validates and compiles a policy made of one file or several (a TOML host
+/// document with HNS JSON documents, say), linked as HNS links its objects.
+///
+/// All errors found are returned together, sorted by file and position, with the
+/// warnings; see [`PolicyError`].
+pub fn load_sources(sources: &[Source]) -> Result<Loaded, Refused> {
+    let mut d = Diagnostics::empty();
+    let file = read_all(sources, &mut d);
+    let compiled = compile::compile(&mut d, file);
+    let failed = d.has_errors();
+    let (errors, warnings) = d.finish();
+    if failed {
+        return Err(Refused { errors, warnings });
+    }
+    Ok(Loaded {
+        policy: compiled.policy,
+        warnings,
+        templates: compiled.templates,
+    })
+}
+
+/// The TOML policy file equivalent to `sources` (what `strata import-hns` prints), once
+/// they compile; the warnings go along.
+pub fn import_hns(sources: &[Source]) -> Result<(String, Vec<PolicyError>), Refused> {
+    let mut d = Diagnostics::empty();
+    let file = read_all(sources, &mut d);
+    let names: Vec<&str> = sources.iter().map(|s| s.name).collect();
+    let header = format!(
+        "# Strata policy imported by `strata import-hns` from {}.\n\
+         # Each object says where it came from; docs/policy.md documents every field.\n",
+        names.join(", ")
+    );
+    let text = emit::emit(&d, &file, &header);
+    compile::compile(&mut d, file);
+    let failed = d.has_errors();
+    let (errors, warnings) = d.finish();
+    if failed {
+        Err(Refused { errors, warnings })
+    } else {
+        Ok((text, warnings))
+    }
+}
+
+/// Parses, validates and compiles a TOML policy file. `file` only names the file in
+/// errors.
 ///
 /// All errors found are returned together, sorted by position; see [`PolicyError`].
 pub fn load(text: &str, file: &str) -> Result<Policy, PolicyErrors> {
-    let mut diag = Diagnostics::new(text, file);
-    let (root, syntax) = DeTable::parse_recoverable(text);
-    if !syntax.is_empty() {
-        for e in syntax {
-            diag.error(e.span().unwrap_or(0..0), "TOML", e.message());
-        }
-        return Err(diag.finish());
-    }
+    let source = Source {
+        name: file,
+        text,
+        format: Format::Toml,
+    };
+    load_sources(&[source])
+        .map(|l| l.policy)
+        .map_err(|r| r.errors)
+}
 
-    let mut host = None;
-    let mut networks = Vec::new();
-    let mut endpoints = Vec::new();
-    let mut load_balancers = Vec::new();
-    for (key, value) in root.into_inner() {
-        match key.get_ref().as_ref() {
-            "host" => match parse_item::<raw::Host>(value.clone()) {
-                Ok(h) => host = Some(h),
-                Err(e) => diag.error(e.span().unwrap_or(value.span()), "host", e.message()),
-            },
-            "load_balancer" => {
-                let Some(items) = value.get_ref().as_array() else {
-                    diag.error(
-                        value.span(),
-                        "load_balancer",
-                        "`load_balancer` must be an array of tables: write `[[load_balancer]]`",
-                    );
-                    continue;
-                };
-                for (i, item) in items.iter().enumerate() {
-                    match parse_item::<raw::LoadBalancer>(item.clone()) {
-                        Ok(lb) => load_balancers.push(lb),
-                        Err(e) => {
-                            let span = e.span().unwrap_or(item.span());
-                            let object = describe("load_balancer", i, item.get_ref(), &span);
-                            diag.error(span, &object, e.message());
-                        }
-                    }
-                }
-            }
-            section @ ("network" | "endpoint") => {
-                let Some(items) = value.get_ref().as_array() else {
-                    diag.error(
-                        value.span(),
-                        section,
-                        format!("`{section}` must be an array of tables: write `[[{section}]]`"),
-                    );
-                    continue;
-                };
-                for (i, item) in items.iter().enumerate() {
-                    if section == "endpoint" {
-                        endpoints.extend(parse_endpoint(&mut diag, i, item));
-                        continue;
-                    }
-                    match parse_item::<raw::Network>(item.clone()) {
-                        Ok(n) => networks.push(n),
-                        Err(e) => {
-                            let span = e.span().unwrap_or(item.span());
-                            let object = describe(section, i, item.get_ref(), &span);
-                            diag.error(span, &object, e.message());
-                        }
-                    }
-                }
-            }
-            other => diag.error(
-                key.span(),
-                "file",
-                format!(
-                    "unknown section `{other}`, expected `host`, `network`, `endpoint` or `load_balancer`"
-                ),
-            ),
-        }
-    }
-    let policy = compile::compile(&mut diag, host, networks, endpoints, load_balancers);
-    if diag.has_errors() {
-        Err(diag.finish())
-    } else {
-        Ok(policy)
-    }
+/// Imports HNS JSON (one object, an array of them, or Strata's host document with
+/// `Host`, `Networks`, `Endpoints`) and compiles it like a TOML policy file. See
+/// `docs/hns.md` for what is read.
+///
+/// ```
+/// let json = r#"{
+///   "Host": {"IPAddresses": ["198.19.0.10"]},
+///   "Networks": [{"Name": "nat", "Type": "NAT",
+///                 "Subnets": [{"AddressPrefix": "198.18.1.0/24", "GatewayAddress": "198.18.1.1"}]}],
+///   "Endpoints": [{"Name": "web", "VirtualNetworkName": "nat", "MacAddress": "00-15-5D-01-01-0A",
+///                  "IPAddress": "198.18.1.10",
+///                  "Policies": [{"Type": "ACL", "Settings": {"Action": "Allow", "Direction": "In",
+///                                "Protocols": "6", "LocalPorts": "80", "Priority": 100}}]}]
+/// }"#;
+/// let policy = strata_rules::policy::load_hns_json(json, "hns.json").unwrap();
+/// assert_eq!(policy.ports[0].layers[0].groups[1].rules[0].id, "acl1");
+/// ```
+pub fn load_hns_json(text: &str, file: &str) -> Result<Policy, PolicyErrors> {
+    let source = Source {
+        name: file,
+        text,
+        format: Format::HnsJson,
+    };
+    load_sources(&[source])
+        .map(|l| l.policy)
+        .map_err(|r| r.errors)
+}
+
+/// The text of a policy file, or an error at the line and column of its first byte that
+/// is not UTF-8.
+pub fn decode<'a>(bytes: &'a [u8], file: &str) -> Result<&'a str, PolicyErrors> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let good = &bytes[..e.valid_up_to()];
+        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+        let start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let col = String::from_utf8_lossy(&good[start..]).chars().count() + 1;
+        let byte = bytes.get(e.valid_up_to()).copied().unwrap_or_default();
+        PolicyErrors(vec![PolicyError {
+            file: file.to_owned(),
+            line,
+            col,
+            object: "file".into(),
+            message: format!("invalid UTF-8 (byte 0x{byte:02x}): a policy file is UTF-8 text"),
+        }])
+    })
 }

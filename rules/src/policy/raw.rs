@@ -4,11 +4,31 @@
 //! Values that need a semantic check (addresses, ports, names) are kept as
 //! [`Spanned`] text so that a later error can point at the exact line and column; unknown
 //! fields are refused by `deny_unknown_fields`, so a typo never silently does nothing.
+//!
+//! The HNS JSON reader (`super::hns`) produces the same types, so both formats are
+//! checked and compiled by one compiler, and `strata import-hns` prints them as TOML.
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::values::{Items, Scalar};
+
+/// Everything a policy holds, from one file or several (TOML and HNS JSON together).
+#[derive(Debug, Default)]
+pub struct File {
+    /// `[host]`.
+    pub host: Option<Spanned<Host>>,
+    /// `[template]`: policies every endpoint of the host gets (Calico's static rules).
+    pub template: Option<Spanned<Template>>,
+    /// `[[network]]`s, in file order.
+    pub networks: Vec<Spanned<Network>>,
+    /// `[[endpoint]]`s, in file order.
+    pub endpoints: Vec<Spanned<Endpoint>>,
+    /// `[[remote_endpoint]]`s: endpoints that live on other hosts.
+    pub remote_endpoints: Vec<Spanned<RemoteEndpoint>>,
+    /// `[[load_balancer]]`s, in file order.
+    pub load_balancers: Vec<Spanned<LoadBalancer>>,
+}
 
 /// `[host]`: the host's uplink port.
 #[derive(Deserialize, Debug, Default)]
@@ -43,6 +63,19 @@ pub enum Driver {
     Overlay,
 }
 
+impl Driver {
+    /// As the TOML file writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::Nat => "nat",
+            Driver::Transparent => "transparent",
+            Driver::L2bridge => "l2bridge",
+            Driver::L2tunnel => "l2tunnel",
+            Driver::Overlay => "overlay",
+        }
+    }
+}
+
 /// `[[network]]`: a virtual switch segment.
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
@@ -51,9 +84,10 @@ pub struct Network {
     pub name: Spanned<String>,
     /// `nat` (default), `transparent`, `l2bridge`, `l2tunnel` or `overlay`.
     pub driver: Option<Spanned<Driver>>,
-    /// Address prefixes of the network (IPv4 and/or IPv6, host bits clear). At least one.
-    #[serde(default)]
-    pub subnets: Vec<Spanned<String>>,
+    /// Address prefixes of the network (IPv4 and/or IPv6, host bits clear). At least one,
+    /// with `subnet`; `subnets = []` says the subnet is assigned at run time (by a CNI
+    /// plugin's IPAM) and not known here.
+    pub subnets: Option<Vec<Spanned<String>>>,
     /// A single subnet; same as `subnets = [...]` with one item (both may be given).
     pub subnet: Option<Spanned<String>>,
     /// Default gateway of the endpoints; must lie in one of the subnets. Optional.
@@ -71,6 +105,82 @@ pub struct Network {
     /// `overlay` only.
     #[serde(default)]
     pub remote_subnet_route: Vec<Spanned<RemoteSubnetRoute>>,
+    /// `[network.template]`: policies every endpoint of the network gets, before its own
+    /// (what a CNI configuration gives every endpoint it creates).
+    pub template: Option<Spanned<Template>>,
+}
+
+/// Endpoint policies that a whole network (`[network.template]`) or the whole host
+/// (`[template]`) gives each of its endpoints, before the endpoint's own.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    /// ACLs, as `[[endpoint.acl]]`; default ids `template-acl<N>` (`host-acl<N>` for the
+    /// host's template).
+    #[serde(default)]
+    pub acl: Vec<Spanned<Acl>>,
+    /// OutboundNATs, as `[[endpoint.outbound_nat]]`.
+    #[serde(default)]
+    pub outbound_nat: Vec<Spanned<EndpointOutboundNat>>,
+    /// Routes to the host, as `[[endpoint.route]]`.
+    #[serde(default)]
+    pub route: Vec<Spanned<Route>>,
+}
+
+/// `[[endpoint.outbound_nat]]` (HNS OutBoundNAT, an endpoint policy): the endpoint's
+/// outbound traffic of one address family leaves with source address `vip`, except to
+/// the network's subnets and to `exceptions`; with `destinations`, only traffic to them
+/// is translated. At most one per address family and endpoint.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointOutboundNat {
+    /// 1-based position in its list, set by the reader, for messages.
+    #[serde(skip)]
+    pub position: usize,
+    /// The address sources become; default: the host's first address of the family
+    /// (HNS uses the host's address when a policy gives no VIP).
+    pub vip: Option<Spanned<String>>,
+    /// Destination prefixes that keep their source address.
+    pub exceptions: Option<Spanned<Items>>,
+    /// Only traffic to these prefixes is translated; default: all.
+    pub destinations: Option<Spanned<Items>>,
+    /// `ipv4` or `ipv6`: the family translated, when there is no `vip` to tell it (default:
+    /// the family of the prefixes, else IPv4).
+    pub family: Option<Spanned<String>>,
+}
+
+/// `[[endpoint.route]]` (HNS ROUTE / SDNRoute with NeedEncap): packets to `prefix` are
+/// handed to the host: they leave through the uplink with the host's MAC as their
+/// destination MAC, instead of being bridged or routed on.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// 1-based position in its list, set by the reader, for messages.
+    #[serde(skip)]
+    pub position: usize,
+    /// The destination prefix.
+    pub prefix: Spanned<String>,
+}
+
+/// `[[remote_endpoint]]` (an HNS remote endpoint: `IsRemoteEndpoint`, or `Flags` 1): an
+/// address of the network that lives on another host. It is no port: on an overlay
+/// network packets to it are VXLAN-encapsulated to `provider_address`; elsewhere they
+/// leave through the uplink like any address off the host.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteEndpoint {
+    /// Name, for messages only.
+    pub name: Option<Spanned<String>>,
+    /// Name of its `[[network]]`.
+    pub network: Spanned<String>,
+    /// Its MAC: the inner destination MAC of encapsulated packets (overlay).
+    pub mac: Option<Spanned<String>>,
+    /// IPv4 address; `ipv4` and/or `ipv6` is needed.
+    pub ipv4: Option<Spanned<String>>,
+    /// IPv6 address.
+    pub ipv6: Option<Spanned<String>>,
+    /// The remote host's provider address: required on an overlay network.
+    pub provider_address: Option<Spanned<String>>,
 }
 
 /// `[network.outbound_nat]` (HNS OutBoundNAT): outbound traffic of the network's
@@ -213,6 +323,12 @@ pub struct Endpoint {
     /// Custom VFP layers, placed below `acl` in file order.
     #[serde(default)]
     pub layer: Vec<Spanned<Layer>>,
+    /// OutboundNATs of the endpoint (HNS endpoint policy), at most one per family.
+    #[serde(default)]
+    pub outbound_nat: Vec<Spanned<EndpointOutboundNat>>,
+    /// Routes to the host (HNS ROUTE / SDNRoute with NeedEncap).
+    #[serde(default)]
+    pub route: Vec<Spanned<Route>>,
 }
 
 /// `[[endpoint.acl]]`: an HNS ACL policy.

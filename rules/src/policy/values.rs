@@ -134,8 +134,23 @@ fn as_str<'a>(s: &'a Scalar, what: &str) -> Result<&'a str, String> {
 }
 
 /// An IP prefix (`198.18.0.0/15`) or a bare address (a host prefix).
+///
+/// An IPv4-mapped IPv6 prefix (`::ffff:198.18.1.0/120`) is refused: packets carry IPv4
+/// addresses as IPv4, so it would never match them; the message gives the IPv4 prefix.
 pub fn prefix(s: &Scalar) -> Result<IpPrefix, String> {
-    as_str(s, "an IP prefix")?.parse()
+    let text = as_str(s, "an IP prefix")?;
+    let p: IpPrefix = text.parse()?;
+    if let IpAddr::V6(a) = p.addr()
+        && p.len() >= 96
+        && let Some(v4) = a.to_ipv4_mapped()
+    {
+        return Err(format!(
+            "`{text}` is an IPv4-mapped IPv6 prefix, which never matches: IPv4 packets carry \
+             IPv4 addresses; write {v4}/{}",
+            p.len() - 96
+        ));
+    }
+    Ok(p)
 }
 
 /// A bare IP address.
@@ -254,6 +269,23 @@ mod tests {
         assert!(port_range(&s("-1")).is_err());
         assert!(port_range(&s("1-")).is_err());
         assert!(port_range(&Scalar::Int(-1)).is_err());
+    }
+
+    #[test]
+    fn mapped_prefixes_are_refused() {
+        let s = |t: &str| Scalar::Str(t.into());
+        let e = prefix(&s("::ffff:198.18.1.0/120")).unwrap_err();
+        assert!(
+            e.contains("IPv4-mapped") && e.contains("write 198.18.1.0/24"),
+            "{e}"
+        );
+        assert!(
+            prefix(&s("::ffff:198.18.1.7"))
+                .unwrap_err()
+                .contains("198.18.1.7/32")
+        );
+        assert!(prefix(&s("::/0")).is_ok());
+        assert!(prefix(&s("2001:db8::/32")).is_ok());
     }
 
     #[test]

@@ -13,6 +13,9 @@ pub struct PacketBuf {
     start: usize,
 }
 
+// The invariant `start <= buf.len()` holds after every method (each moves `start` only
+// within the buffer), so the ranges below, all within `start..buf.len()`, are in bounds.
+#[allow(clippy::indexing_slicing)]
 impl PacketBuf {
     /// A copy of `frame` with `headroom` free bytes before it.
     pub fn with_headroom(frame: &[u8], headroom: usize) -> PacketBuf {

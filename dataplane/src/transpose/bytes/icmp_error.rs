@@ -139,7 +139,7 @@ pub fn translate_icmp_error(
         if let Some((ip, _)) = new {
             let (b, n) = ip_bytes(&ip);
             let deltas = &mut [&mut outer, &mut l3, &mut pseudo];
-            write_words(buf, inner.l3_offset + off, &b[..n], deltas)?;
+            write_words(buf, inner.l3_offset + off, ip_slice(&b, n), deltas)?;
         }
     }
     if inner.ip_version == 4 && !l3.is_zero() {
@@ -202,6 +202,9 @@ pub(super) const ICMP6_ERROR_MAX: usize = 1280;
 /// unspecified, multicast or broadcast sender, or (IPv4) a multicast or broadcast
 /// destination (RFC 1122 §3.2.2, RFC 4443 §2.4(e); a packet too big is allowed for an
 /// IPv6 multicast destination, §2.4(e.3)). Whether DF is set is the caller's to check.
+// `out` is built here: `h0` and `m0` mark bytes already pushed (the IPv4 header's 20,
+// the ICMP header's 8), so every range below lies inside it.
+#[allow(clippy::indexing_slicing)]
 pub fn icmp_too_big(
     frame: &[u8],
     parsed: &Parsed,
@@ -258,8 +261,8 @@ pub fn icmp_too_big(
         out.extend_from_slice(&[0x60, 0, 0, 0]);
         out.extend_from_slice(&(icmp_len as u16).to_be_bytes());
         out.extend_from_slice(&[proto::ICMPV6, 64]);
-        out.extend_from_slice(&s[..n]);
-        out.extend_from_slice(&d[..n]);
+        out.extend_from_slice(ip_slice(&s, n));
+        out.extend_from_slice(ip_slice(&d, n));
     } else {
         out.extend_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
         let total = (ip_hdr + icmp_len) as u16;
@@ -283,8 +286,8 @@ pub fn icmp_too_big(
     out.extend_from_slice(quote);
     let mut acc = 0;
     if v6 {
-        acc = checksum::sum(acc, &s[..n]);
-        acc = checksum::sum(acc, &d[..n]);
+        acc = checksum::sum(acc, ip_slice(&s, n));
+        acc = checksum::sum(acc, ip_slice(&d, n));
         acc = checksum::sum(acc, &(icmp_len as u32).to_be_bytes());
         acc = checksum::sum(acc, &[0, 0, 0, proto::ICMPV6]);
     }

@@ -43,8 +43,10 @@ pub(super) fn write_words(
         .ok_or(TransposeError::OutOfBounds)?;
     let dst = buf.get_mut(off..end).ok_or(TransposeError::OutOfBounds)?;
     for (d, n) in dst.chunks_exact_mut(2).zip(new.chunks_exact(2)) {
-        let old = u16::from_be_bytes([d[0], d[1]]);
-        let nw = u16::from_be_bytes([n[0], n[1]]);
+        let (Ok(old), Ok(nw)) = (<[u8; 2]>::try_from(&*d), <[u8; 2]>::try_from(n)) else {
+            continue;
+        };
+        let (old, nw) = (u16::from_be_bytes(old), u16::from_be_bytes(nw));
         for delta in deltas.iter_mut() {
             delta.add(old, nw);
         }
@@ -74,6 +76,11 @@ pub(super) fn patch_checksum(
     Ok(())
 }
 
+/// An address's bytes as a slice (4 or 16).
+pub(super) fn ip_slice(b: &[u8; 16], n: usize) -> &[u8] {
+    b.get(..n).unwrap_or(b)
+}
+
 pub(super) fn ip_bytes(ip: &IpAddr) -> ([u8; 16], usize) {
     let mut b = [0u8; 16];
     match ip {
@@ -93,6 +100,8 @@ pub(super) fn version_of(ip: &IpAddr) -> u8 {
 }
 
 /// The CRC32c table (reflected polynomial 0x82f63b78).
+// Built at compile time: an index out of bounds would fail the build, not a packet.
+#[allow(clippy::indexing_slicing)]
 pub(super) const CRC32C: [u32; 256] = {
     let mut t = [0u32; 256];
     let mut i = 0;
@@ -117,6 +126,8 @@ pub(super) const CRC32C: [u32; 256] = {
 /// `zeros` zero bytes. A CRC is affine: `crc(m ^ d) = crc(m) ^ linear(d)` for messages of
 /// one length, so a change `d` to the first bytes updates a stored CRC without reading
 /// the rest of the packet (exact on a truncated frame too, like RFC 1624 for sums).
+// Every index is masked to 0..=255, the table's 256 entries.
+#[allow(clippy::indexing_slicing)]
 pub(super) fn crc32c_linear(prefix: &[u8], zeros: usize) -> u32 {
     let mut crc = 0u32;
     for &b in prefix {

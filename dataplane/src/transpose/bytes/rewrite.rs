@@ -97,9 +97,11 @@ pub(super) fn push_vlan(pkt: &mut PacketBuf, p: &Parsed, vid: u16) -> Result<(),
     let vid = vid & 0x0fff;
     match p.vlan_offset.filter(|_| p.vlan_count > 0) {
         None => {
-            let tag = pkt.insert(ethernet::field::ETHERTYPE, ethernet::TAG_LEN);
-            tag[..2].copy_from_slice(&ethernet::ETHERTYPE_VLAN.to_be_bytes());
-            tag[2..].copy_from_slice(&vid.to_be_bytes());
+            let [t0, t1] = ethernet::ETHERTYPE_VLAN.to_be_bytes();
+            let [v0, v1] = vid.to_be_bytes();
+            // `insert` returns exactly the TAG_LEN (4) bytes it opened.
+            pkt.insert(ethernet::field::ETHERTYPE, ethernet::TAG_LEN)
+                .copy_from_slice(&[t0, t1, v0, v1]);
         }
         Some(off) => {
             let tag = off as usize + 4 * (usize::from(p.vlan_count) - 1);
@@ -138,7 +140,7 @@ pub(super) fn rewrite_inner(
             if len != n {
                 return Err(TransposeError::AddressFamily);
             }
-            write_words(buf, off, &b[..len], &mut [&mut l3, &mut pseudo])?;
+            write_words(buf, off, ip_slice(&b, len), &mut [&mut l3, &mut pseudo])?;
         }
     }
     if p.is_ipv4() && !l3.is_zero() {
@@ -156,7 +158,7 @@ pub(super) fn rewrite_inner(
     // SCTP's CRC32c is updated from the change of the ports, not from `l4`.
     let old_ports: Option<[u8; 4]> = buf
         .get(l4_off..l4_off + 4)
-        .map(|b| [b[0], b[1], b[2], b[3]]);
+        .and_then(|b| <[u8; 4]>::try_from(b).ok());
     if let Some((s, d)) = p.port_offsets() {
         if let Some(port) = t.src_port {
             write_words(buf, s, &port.to_be_bytes(), &mut [&mut l4])?;
@@ -191,13 +193,11 @@ pub(super) fn rewrite_inner(
             patch_checksum(buf, csum + icmp::field::CHECKSUM, &l4, false)?;
         }
         proto::SCTP => {
-            if let (Some(old), Some(new)) = (old_ports, buf.get(l4_off..l4_off + 4)) {
-                let delta = [
-                    old[0] ^ new[0],
-                    old[1] ^ new[1],
-                    old[2] ^ new[2],
-                    old[3] ^ new[3],
-                ];
+            let new_ports = buf
+                .get(l4_off..l4_off + 4)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok());
+            if let (Some(old), Some(new)) = (old_ports, new_ports) {
+                let delta = (u32::from_be_bytes(old) ^ u32::from_be_bytes(new)).to_be_bytes();
                 if delta != [0; 4] {
                     // The whole SCTP packet's length, even where the capture cut it.
                     let len = (p.l3_end as usize).saturating_sub(l4_off);
@@ -205,8 +205,8 @@ pub(super) fn rewrite_inner(
                     let c = buf
                         .get_mut(csum + 8..csum + 12)
                         .ok_or(TransposeError::OutOfBounds)?;
-                    let old = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-                    c.copy_from_slice(&(old ^ fix).to_le_bytes());
+                    let old = <[u8; 4]>::try_from(&*c).map_err(|_| TransposeError::OutOfBounds)?;
+                    c.copy_from_slice(&(u32::from_le_bytes(old) ^ fix).to_le_bytes());
                 }
             }
         }

@@ -40,8 +40,10 @@ pub fn vxlan_of(frame: &[u8], parsed: &Parsed, ports: &[u16]) -> Option<Vxlan> {
         return None;
     }
     let v = parsed.payload_offset as usize;
-    let h = frame.get(v..v + VXLAN_HEADER_LEN)?;
-    if h[0] & VXLAN_FLAG_I == 0 {
+    let &[flags, _, _, _, vni_hi, vni_mid, vni_lo, _] = frame.get(v..v + VXLAN_HEADER_LEN)? else {
+        return None;
+    };
+    if flags & VXLAN_FLAG_I == 0 {
         return None;
     }
     let inner_offset = v + VXLAN_HEADER_LEN;
@@ -50,7 +52,7 @@ pub fn vxlan_of(frame: &[u8], parsed: &Parsed, ports: &[u16]) -> Option<Vxlan> {
         return None;
     }
     Some(Vxlan {
-        vni: u32::from_be_bytes([0, h[4], h[5], h[6]]),
+        vni: u32::from_be_bytes([0, vni_hi, vni_mid, vni_lo]),
         inner_offset,
     })
 }
@@ -80,6 +82,9 @@ pub(super) fn encap_family(e: &Encap) -> Result<bool, TransposeError> {
 
 /// Puts Ethernet/IP/UDP/VXLAN in front of the frame. `missing`: bytes of the inner frame
 /// that a capture cut off, which the lengths count.
+// `h` is the `hdr_len` bytes `prepend` just made (ENCAP_V4_LEN or ENCAP_V6_LEN): every
+// range below is a constant offset inside that header, and `u` < `hdr_len` <= the frame.
+#[allow(clippy::indexing_slicing)]
 pub(super) fn encap(e: &Encap, pkt: &mut PacketBuf, missing: usize) -> Result<(), TransposeError> {
     let v6 = encap_family(e)?;
     let inner_len = pkt.len() + missing;
@@ -114,8 +119,8 @@ pub(super) fn encap(e: &Encap, pkt: &mut PacketBuf, missing: usize) -> Result<()
         ip[4..6].copy_from_slice(&udp_len16.to_be_bytes());
         ip[6] = proto::UDP;
         ip[7] = 64;
-        ip[8..24].copy_from_slice(&src[..n]);
-        ip[24..40].copy_from_slice(&dst[..n]);
+        ip[8..24].copy_from_slice(ip_slice(&src, n));
+        ip[24..40].copy_from_slice(ip_slice(&dst, n));
     } else {
         let hdr = [
             0x45,
