@@ -6,12 +6,12 @@
 //! change yields a whole new [`PolicyState`] or is refused with `strata check`'s
 //! line-numbered errors; the running state is never touched by a refusal.
 //!
-//! Fragments (an endpoint, some ACLs) are compiled by the same loader as a whole policy,
-//! in the **context** of the base: its host, networks and load balancers (its endpoints
-//! left out), so an added endpoint gets exactly the layers it would get in the file. The
-//! fragment's text is placed after the context unchanged, on lines of its own, so errors
-//! point at the fragment's own lines. A fragment is read in the base's format (TOML with
-//! a TOML base, HNS JSON with an HNS base).
+//! Fragments (an endpoint, some ACLs) are compiled by the same loader as a whole policy
+//! (`load_sources`, which links TOML and HNS JSON files as `strata check FILE...` does),
+//! as one more file beside the **context** of the base: its files with their endpoints
+//! left out (host, networks, load balancers), so an added endpoint gets exactly the
+//! layers it would get in the file, and errors name the fragment's own lines. Either
+//! format works with either.
 //!
 //! When a new base is applied, edits that concern endpoints added by edits are kept and
 //! replayed on it (a file edit must not detach running containers); edits of the base's
@@ -91,45 +91,55 @@ pub fn load_all(docs: &[Document]) -> Result<Policy, PolicyErrors> {
         .map_err(|r| r.errors)
 }
 
-/// The base document without its endpoints: what fragments are compiled against.
-#[derive(Clone, Debug)]
-enum Context {
-    /// TOML text of the host, networks and load balancers.
-    Toml(String),
-    /// The HNS document's other members, as JSON object members (no braces).
-    Hns(String),
-}
-
-impl Context {
-    fn of(doc: &Document) -> Context {
-        match doc.format() {
-            Format::Toml => {
-                let mut table = doc.text.parse::<toml::Table>().unwrap_or_default();
+/// A base file without its endpoints: what fragments are compiled beside. TOML loses
+/// its `[[endpoint]]` tables; HNS JSON its `Endpoints` and the endpoint objects it holds
+/// (those with a `VirtualNetworkName` or `VirtualNetwork`); what cannot be read is kept
+/// as it is (it validated with the base). `None` when nothing else is left.
+fn without_endpoints(doc: &Document) -> Option<Document> {
+    let format = doc.format();
+    let text = match format {
+        Format::Toml => match doc.text.parse::<toml::Table>() {
+            Ok(mut table) => {
                 table.remove("endpoint");
-                Context::Toml(toml::to_string(&table).unwrap_or_default())
+                toml::to_string(&table).unwrap_or_else(|_| doc.text.clone())
             }
-            Format::HnsJson => {
-                let mut members = match serde_json::from_str::<serde_json::Value>(&doc.text) {
-                    Ok(serde_json::Value::Object(m)) => m,
-                    _ => serde_json::Map::new(),
-                };
-                members.retain(|k, _| !k.eq_ignore_ascii_case("Endpoints"));
-                let text = serde_json::to_string(&members).unwrap_or_else(|_| "{}".into());
-                let inner = text
-                    .strip_prefix('{')
-                    .and_then(|t| t.strip_suffix('}'))
-                    .unwrap_or_default();
-                Context::Hns(inner.to_string())
+            Err(_) => doc.text.clone(),
+        },
+        Format::HnsJson => {
+            let is_endpoint = |v: &serde_json::Value| {
+                v.as_object().is_some_and(|o| {
+                    o.keys().any(|k| {
+                        k.eq_ignore_ascii_case("VirtualNetworkName")
+                            || k.eq_ignore_ascii_case("VirtualNetwork")
+                    })
+                })
+            };
+            match serde_json::from_str::<serde_json::Value>(&doc.text) {
+                Ok(serde_json::Value::Object(mut m)) => {
+                    m.retain(|k, _| !k.eq_ignore_ascii_case("Endpoints"));
+                    let v = serde_json::Value::Object(m);
+                    if is_endpoint(&v) {
+                        return None;
+                    }
+                    serde_json::to_string_pretty(&v).unwrap_or_else(|_| doc.text.clone())
+                }
+                Ok(serde_json::Value::Array(items)) => {
+                    let kept: Vec<serde_json::Value> =
+                        items.into_iter().filter(|v| !is_endpoint(v)).collect();
+                    if kept.is_empty() {
+                        return None;
+                    }
+                    serde_json::to_string_pretty(&kept).unwrap_or_else(|_| doc.text.clone())
+                }
+                _ => doc.text.clone(),
             }
         }
-    }
-
-    fn format(&self) -> Format {
-        match self {
-            Context::Toml(_) => Format::Toml,
-            Context::Hns(_) => Format::HnsJson,
-        }
-    }
+    };
+    Some(Document {
+        name: doc.name.clone(),
+        text,
+        format: Some(format),
+    })
 }
 
 /// The running policy: its base, the edits since, and the policy they make.
@@ -137,8 +147,8 @@ impl Context {
 pub struct PolicyState {
     /// The base's documents (one, or several files linked together).
     base: Vec<Document>,
-    /// What fragments are compiled against; `None` for a base of several files.
-    context: Option<Context>,
+    /// The base's files without their endpoints: what fragments are compiled beside.
+    context: Vec<Document>,
     base_policy: Policy,
     edits: Vec<Edit>,
     current: Policy,
@@ -154,10 +164,7 @@ impl PolicyState {
     pub fn of_files(base: Vec<Document>) -> Result<PolicyState, Refusal> {
         let base_policy = load_all(&base).map_err(Refusal::Invalid)?;
         Ok(PolicyState {
-            context: match &base[..] {
-                [one] => Some(Context::of(one)),
-                _ => None,
-            },
+            context: base.iter().filter_map(without_endpoints).collect(),
             current: base_policy.clone(),
             base_policy,
             base,
@@ -248,96 +255,87 @@ impl PolicyState {
         })
     }
 
-    /// An endpoint's fields as a document in the base's format.
+    /// An endpoint's fields as a TOML `[[endpoint]]` (it links with a base of either
+    /// format).
     pub fn render_endpoint(&self, spec: &EndpointSpec) -> Document {
-        let name = format!("endpoint {}", spec.name);
-        match self.context.as_ref().map_or(Format::Toml, Context::format) {
-            Format::Toml => {
-                let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
-                let mut text = format!(
-                    "[[endpoint]]\nname = {}\nnetwork = {}\nmac = {}\n",
-                    quote(&spec.name),
-                    quote(&spec.network),
-                    quote(&spec.mac)
-                );
-                for (key, v) in [
-                    ("ipv4", &spec.ipv4),
-                    ("ipv6", &spec.ipv6),
-                    ("interface", &spec.interface),
-                ] {
-                    if let Some(v) = v {
-                        text += &format!("{key} = {}\n", quote(v));
-                    }
-                }
-                Document {
-                    name,
-                    text,
-                    format: Some(Format::Toml),
-                }
+        let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let mut text = format!(
+            "[[endpoint]]\nname = {}\nnetwork = {}\nmac = {}\n",
+            quote(&spec.name),
+            quote(&spec.network),
+            quote(&spec.mac)
+        );
+        for (key, v) in [
+            ("ipv4", &spec.ipv4),
+            ("ipv6", &spec.ipv6),
+            ("interface", &spec.interface),
+        ] {
+            if let Some(v) = v {
+                text += &format!("{key} = {}\n", quote(v));
             }
-            Format::HnsJson => {
-                let mut ep = serde_json::json!({
-                    "Name": spec.name,
-                    "VirtualNetworkName": spec.network,
-                    "MacAddress": spec.mac,
-                });
-                for (key, v) in [
-                    ("IPAddress", &spec.ipv4),
-                    ("IPv6Address", &spec.ipv6),
-                    ("Interface", &spec.interface),
-                ] {
-                    if let Some(v) = v {
-                        ep[key] = v.clone().into();
-                    }
-                }
-                Document {
-                    name,
-                    text: serde_json::to_string_pretty(&ep).unwrap_or_default(),
-                    format: Some(Format::HnsJson),
-                }
-            }
+        }
+        Document {
+            name: format!("endpoint {}", spec.name),
+            text,
+            format: Some(Format::Toml),
         }
     }
 
-    /// The endpoints of an `endpoint add` document, compiled in the base's context.
+    /// The endpoints of an `endpoint add` document, compiled beside the base's context.
     fn compile_endpoints(&self, doc: &Document) -> Result<Vec<Port>, Refusal> {
-        self.same_format(doc)?;
-        match self.context()? {
-            Context::Toml(ctx) => {
-                toml_fragment(doc, &["endpoint"])?;
-                compile_toml(ctx, "", doc)
-            }
-            Context::Hns(ctx) => {
+        match doc.format() {
+            Format::Toml => toml_fragment(doc, &["endpoint"])?,
+            Format::HnsJson => {
                 let value = json_fragment(doc)?;
-                let ok = match &value {
-                    serde_json::Value::Object(_) => true,
-                    serde_json::Value::Array(a) => a.iter().all(|v| v.is_object()),
-                    _ => false,
-                };
-                if !ok {
+                if !json_objects(&value) || has_any(&value, &["Networks", "Host"]) {
                     return Err(invalid_at(
                         doc,
                         "JSON",
                         "expected an HNS endpoint object or an array of them",
                     ));
                 }
-                let open = if value.is_array() { "" } else { "[" };
-                let close = if value.is_array() { "" } else { "]" };
-                let sep = if ctx.is_empty() { "" } else { "," };
-                let prefix = format!("{{{ctx}{sep}\"Endpoints\":{open}");
-                compile_hns(&prefix, doc, &format!("{close}}}"))
             }
         }
+        let names = endpoint_names(doc);
+        let ports = self.compile_beside(doc, 0)?;
+        let ports: Vec<Port> = ports
+            .into_iter()
+            .filter(|p| names.contains(&p.name))
+            .collect();
+        if ports.is_empty() {
+            return Err(invalid_at(doc, "file", "the document holds no endpoint"));
+        }
+        Ok(ports)
     }
 
-    /// A one-endpoint policy holding only `port`'s identity and the document's ACLs,
-    /// compiled in the base's context (so isolation and network rules apply).
+    /// Loads the base's context and `doc` together; `doc`'s errors keep its own lines
+    /// (`offset` lines of it were added in front by us).
+    fn compile_beside(&self, doc: &Document, offset: usize) -> Result<Vec<Port>, Refusal> {
+        let mut files = self.context.clone();
+        files.push(doc.clone());
+        load_all(&files).map(|p| p.ports).map_err(|errors| {
+            Refusal::Invalid(PolicyErrors(
+                errors
+                    .0
+                    .into_iter()
+                    .map(|mut e| {
+                        if e.file == doc.name {
+                            e.line = e.line.saturating_sub(offset).max(1);
+                        }
+                        e
+                    })
+                    .collect(),
+            ))
+        })
+    }
+
+    /// A one-endpoint document holding only `port`'s identity and the document's ACLs,
+    /// compiled beside the base's context (so isolation and network rules apply).
     fn compile_acls(&self, port: &Port, doc: &Document) -> Result<Port, Refusal> {
-        self.same_format(doc)?;
         let v4 = port.ips.iter().find(|ip| ip.is_ipv4());
         let v6 = port.ips.iter().find(|ip| ip.is_ipv6());
-        let ports = match self.context()? {
-            Context::Toml(ctx) => {
+        let ports = match doc.format() {
+            Format::Toml => {
                 let text = rename_acl_headers(&doc.text);
                 let renamed = Document {
                     text,
@@ -362,16 +360,16 @@ impl PolicyState {
                 if let Some(ip) = v6 {
                     head += &format!("ipv6 = {}\n", quote(&ip.to_string()));
                 }
-                compile_toml(ctx, &head, &renamed)?
-            }
-            Context::Hns(ctx) => {
-                let value = json_fragment(doc)?;
-                let ok = match &value {
-                    serde_json::Value::Object(_) => true,
-                    serde_json::Value::Array(a) => a.iter().all(|v| v.is_object()),
-                    _ => false,
+                let offset = head.matches('\n').count();
+                let whole = Document {
+                    text: head + &renamed.text,
+                    ..renamed
                 };
-                if !ok {
+                self.compile_beside(&whole, offset)?
+            }
+            Format::HnsJson => {
+                let value = json_fragment(doc)?;
+                if !json_objects(&value) {
                     return Err(invalid_at(
                         doc,
                         "JSON",
@@ -401,53 +399,41 @@ impl PolicyState {
                 } else {
                     ("[", "]")
                 };
-                let sep = if ctx.is_empty() { "" } else { "," };
-                let prefix = format!("{{{ctx}{sep}\"Endpoints\":[{ep},\"Policies\":{open}");
-                compile_hns(&prefix, doc, &format!("{close}}}]}}"))?
+                let whole = Document {
+                    text: format!("{ep},\"Policies\":{open}\n{}\n{close}}}", doc.text),
+                    format: Some(Format::HnsJson),
+                    name: doc.name.clone(),
+                };
+                self.compile_beside(&whole, 1)?
             }
         };
         ports
             .into_iter()
-            .next()
+            .find(|p| p.name == port.name)
             .ok_or_else(|| invalid_at(doc, "file", "no ACL compiled"))
     }
+}
 
-    /// The context fragments are compiled in: a one-file base's.
-    fn context(&self) -> Result<&Context, Refusal> {
-        self.context.as_ref().ok_or_else(|| {
-            Refusal::Request(format!(
-                "the running policy is made of several files ({}): endpoint and rule edits \
-                 need a policy of one file for now; apply a whole policy instead",
-                self.base_names()
-            ))
+/// An object, or an array of objects.
+fn json_objects(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Object(_) => true,
+        serde_json::Value::Array(a) => a.iter().all(|v| v.is_object()),
+        _ => false,
+    }
+}
+
+/// Whether an object (or one of an array's) has one of `keys` (any case).
+fn has_any(v: &serde_json::Value, keys: &[&str]) -> bool {
+    let one = |o: &serde_json::Value| {
+        o.as_object().is_some_and(|o| {
+            o.keys()
+                .any(|k| keys.iter().any(|want| k.eq_ignore_ascii_case(want)))
         })
-    }
-
-    fn base_names(&self) -> String {
-        self.base
-            .iter()
-            .map(|d| d.name.as_str())
-            .collect::<Vec<_>>()
-            .join(" + ")
-    }
-
-    fn same_format(&self, doc: &Document) -> Result<(), Refusal> {
-        let (want, got) = (self.context()?.format(), doc.format());
-        if want == got {
-            return Ok(());
-        }
-        let (base, other) = match want {
-            Format::Toml => ("TOML", "HNS JSON"),
-            Format::HnsJson => ("HNS JSON", "TOML"),
-        };
-        Err(invalid_at(
-            doc,
-            "file",
-            &format!(
-                "the running policy is {base} ({}): changes to it are written in {base}, not {other}",
-                self.base_names()
-            ),
-        ))
+    };
+    match v {
+        serde_json::Value::Array(a) => a.iter().any(one),
+        other => one(other),
     }
 }
 
@@ -632,53 +618,6 @@ fn rename_acl_headers(text: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Loads `context` + `head` + the fragment as one TOML policy; errors at lines of the
-/// fragment are given the fragment's own line numbers.
-fn compile_toml(context: &str, head: &str, doc: &Document) -> Result<Vec<Port>, Refusal> {
-    let mut text = String::with_capacity(context.len() + head.len() + doc.text.len() + 2);
-    text.push_str(context);
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
-    text.push_str(head);
-    let offset = text.matches('\n').count();
-    text.push_str(&doc.text);
-    text.push('\n');
-    policy::load(&text, &doc.name)
-        .map(|p| p.ports)
-        .map_err(|e| Refusal::Invalid(relocate(e, offset, doc)))
-}
-
-/// Loads `prefix` (one line) + the fragment + `suffix` as one HNS JSON document.
-fn compile_hns(prefix: &str, doc: &Document, suffix: &str) -> Result<Vec<Port>, Refusal> {
-    let text = format!("{prefix}\n{}\n{suffix}", doc.text);
-    policy::load_hns_json(&text, &doc.name)
-        .map(|p| p.ports)
-        .map_err(|e| Refusal::Invalid(relocate(e, 1, doc)))
-}
-
-/// Errors on the fragment's lines keep their place in it; errors in the context (which
-/// validated on its own: a conflict it is party to) name the running policy.
-fn relocate(errors: PolicyErrors, offset: usize, doc: &Document) -> PolicyErrors {
-    let fragment_lines = doc.text.lines().count().max(1);
-    PolicyErrors(
-        errors
-            .0
-            .into_iter()
-            .map(|mut e| {
-                if e.line > offset && e.line <= offset + fragment_lines {
-                    e.line -= offset;
-                } else {
-                    e.file = format!("{} (the running policy around it)", doc.name);
-                    e.line = 1;
-                    e.col = 1;
-                }
-                e
-            })
-            .collect(),
-    )
 }
 
 /// Newcomers must not clash with the running endpoints: names, MACs, addresses and

@@ -107,8 +107,10 @@ fn fragments_hold_only_what_they_may() {
         assert!(matches!(r, Err(Refusal::Invalid(_))), "{text:?}: {r:?}");
     }
     let json = base().edit(Edit::EndpointAdd(Document::new("f.json", "{}")));
-    let e = errors(json.unwrap_err());
-    assert!(e[0].message.contains("TOML"), "{e:?}");
+    assert!(matches!(json, Err(Refusal::Invalid(_))), "{json:?}");
+    let network = r#"{"Networks": [{"Name": "n2", "Type": "NAT"}]}"#;
+    let r = base().edit(Edit::EndpointAdd(Document::new("f.json", network)));
+    assert!(matches!(r, Err(Refusal::Invalid(_))), "{r:?}");
 }
 
 #[test]
@@ -303,4 +305,58 @@ fn an_attached_endpoint_is_written_in_the_running_policys_format() {
         base().edit(Edit::EndpointAttach(bad)),
         Err(Refusal::Invalid(_))
     ));
+}
+
+#[test]
+fn fragments_link_with_a_base_of_the_other_format_or_of_several_files() {
+    let ep = r#"{"Name": "extra", "VirtualNetworkName": "nat", "MacAddress": "00-15-5D-01-01-20",
+  "IPAddress": "198.18.1.20", "Interface": "veth-extra",
+  "Policies": [{"Type": "ACL", "Settings": {"Id": "no-ssh", "Action": "Block",
+     "Direction": "In", "Protocols": "6", "LocalPorts": "22"}}]}"#;
+    let from_toml = base()
+        .edit(Edit::EndpointAdd(Document::new("extra.toml", EXTRA)))
+        .unwrap();
+    let mixed = base()
+        .edit(Edit::EndpointAdd(Document::new("ep.json", ep)))
+        .unwrap();
+    assert_eq!(
+        mixed.current().port("extra").map(|p| &p.layers),
+        from_toml.current().port("extra").map(|p| &p.layers)
+    );
+    // An HNS base, a TOML ACL.
+    let acl = "[[acl]]\nid = \"allow-ssh\"\naction = \"allow\"\ndirection = \"in\"\n\
+               protocols = [\"tcp\"]\nlocal_ports = [\"22\"]\npriority = 50\n";
+    let s = PolicyState::new(Document::new("hns.json", HNS))
+        .unwrap()
+        .edit(Edit::RuleAdd {
+            port: "web".into(),
+            document: Document::new("ssh.toml", acl),
+        })
+        .unwrap();
+    let web = s.current().port("web").unwrap();
+    assert_eq!(web.layers[0].groups[1].rules[0].id, "allow-ssh");
+    // A base of two files: the host and networks in TOML, an endpoint in HNS JSON.
+    let host = TOML.split("[[endpoint]]").next().unwrap().to_string();
+    let two = PolicyState::of_files(vec![
+        Document::new("host.toml", host),
+        Document::new("ep.json", ep),
+    ])
+    .unwrap();
+    assert!(two.current().port("extra").is_some());
+    let s = two
+        .edit(Edit::EndpointAdd(Document::new(
+            "more.toml",
+            EXTRA
+                .replace("\"extra\"", "\"more\"")
+                .replace("01:20", "01:21")
+                .replace("1.20", "1.21"),
+        )))
+        .unwrap();
+    assert!(s.current().port("more").is_some());
+    let bad = s.edit(Edit::EndpointAdd(Document::new(
+        "bad.toml",
+        "[[endpoint]]\nname = \"z\"\nnetwork = \"nope\"\nmac = \"00:15:5d:01:01:30\"\nipv4 = \"198.18.1.30\"\n",
+    )));
+    let e = errors(bad.unwrap_err());
+    assert_eq!((e[0].file.as_str(), e[0].line), ("bad.toml", 3), "{e:?}");
 }
