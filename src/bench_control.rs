@@ -228,6 +228,70 @@ fn install_time(changes: [Policy; 2], rounds: usize) -> f64 {
     longest.as_secs_f64() * 1e6
 }
 
+/// The whole path of `strata ctl rule add` / `rule remove` on the workload's endpoint,
+/// with `n` ACLs on another endpoint of the policy (all from TOML): validation of the
+/// fragment beside the policy's files, the edit, compile and publish. Median and max, µs.
+fn controller_edit(n: usize, rounds: usize) -> Result<(f64, f64), Failure> {
+    use strata_control::api::{Control, Controller};
+    use strata_control::edit::{Edit, PolicyState};
+    use strata_control::local::LocalDataplane;
+    use strata_control::protocol::Document;
+
+    let mut text = workload::policy_text(workload::Mode::Hit);
+    text.push_str(
+        "[[endpoint]]\nname = \"big\"\nnetwork = \"t\"\nmac = \"02:00:00:00:00:0b\"\nipv4 = \"198.18.255.2\"\n",
+    );
+    for (i, r) in rules(n, 0).iter().enumerate() {
+        let proto = if r.conditions.protocol.first() == Some(&proto::TCP) {
+            "tcp"
+        } else {
+            "udp"
+        };
+        let ports = r.conditions.dst_port.first().map_or(PortRange::ANY, |p| *p);
+        let remote = r
+            .conditions
+            .src_ip
+            .first()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        text.push_str(&format!(
+            "[[endpoint.acl]]\nid = \"r{i}\"\naction = \"{}\"\ndirection = \"in\"\nprotocols = [\"{proto}\"]\n\
+             local_ports = [\"{}-{}\"]\nremote_addresses = [\"{remote}\"]\npriority = {}\n",
+            if r.action == Action::Allow { "allow" } else { "block" },
+            ports.lo,
+            ports.hi,
+            r.priority
+        ));
+    }
+    let state = PolicyState::new(Document::new("bench.toml", text))
+        .map_err(|e| Failure::Runtime(format!("bench policy: {e}")))?;
+    let dp = LocalDataplane::start(state.current(), CompileOptions::default(), Box::new(()));
+    let c = Controller::new(dp, state);
+    let acl = "[[acl]]\nid = \"bench\"\naction = \"block\"\ndirection = \"in\"\nprotocols = [\"tcp\"]\nlocal_ports = [\"2323\"]\n";
+    let mut took = Vec::new();
+    for i in 0..rounds * 2 {
+        let edit = if i % 2 == 0 {
+            Edit::RuleAdd {
+                port: "ep".into(),
+                document: Document::new("bench-acl.toml", acl),
+            }
+        } else {
+            Edit::RuleRemove {
+                port: "ep".into(),
+                rule: "bench".into(),
+                layer: None,
+                group: None,
+            }
+        };
+        let start = Instant::now();
+        c.edit(edit)
+            .map_err(|e| Failure::Runtime(format!("bench edit: {}", e.0.message)))?;
+        took.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    let max = took.iter().copied().fold(0.0, f64::max);
+    Ok((median(&mut took), max))
+}
+
 pub fn run(sizes: &[usize], rounds: usize) -> Result<(), Failure> {
     if sizes.is_empty() || rounds == 0 {
         return Err(Failure::Input(
@@ -276,6 +340,10 @@ pub fn run(sizes: &[usize], rounds: usize) -> Result<(), Failure> {
         small.pause_max_us,
         big.pause_max_us,
         small.steady_max_us.max(big.steady_max_us)
+    );
+    let (edit_median, edit_max) = controller_edit(n, rounds)?;
+    println!(
+        "strata ctl rule add/remove on a 2-rule port ({n} ACLs elsewhere), validate+edit+compile+publish: median_us={edit_median:.1} max_us={edit_max:.1}"
     );
     let (small_us, big_us) = (
         install_time(

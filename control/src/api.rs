@@ -208,33 +208,62 @@ impl<D: Dataplane> Controller<D> {
             .map_err(|e| CtlError::runtime(format!("the workers did not report: {e}")))
     }
 
-    /// Validates and publishes the state `change` makes of the running one.
+    /// Validates a whole new state and publishes it.
     fn update(
         &self,
         what: &str,
-        changed: Option<&[String]>,
         change: impl FnOnce(&PolicyState) -> Result<PolicyState, Refusal>,
     ) -> Result<Updated, CtlError> {
         let mut state = self.lock();
-        let refuse = |r: Refusal| {
-            self.updates.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(what, refusal = %r, "policy update refused; the running policy is unchanged");
-            CtlError::refused(what, r)
-        };
-        let next = change(&state).map_err(refuse)?;
+        let next = change(&state).map_err(|r| self.refuse(what, r))?;
         let before = self.dataplane.snapshot();
         let took = self
             .dataplane
-            .publish(next.current(), changed)
-            .map_err(|e| refuse(Refusal::Request(e)))?;
+            .publish(next.current(), None)
+            .map_err(|e| self.refuse(what, Refusal::Request(e)))?;
         *state = next;
         drop(state);
+        Ok(self.published(what, &before, took))
+    }
+
+    /// Makes one edit to the running state and publishes it, naming the port it changed
+    /// so that the others are not compared; taken back if publishing fails.
+    fn update_in_place(
+        &self,
+        what: &str,
+        edit: Edit,
+        changed: &[String],
+    ) -> Result<Updated, CtlError> {
+        let mut state = self.lock();
+        let undo = state
+            .edit_in_place(edit)
+            .map_err(|r| self.refuse(what, r))?;
+        let before = self.dataplane.snapshot();
+        match self.dataplane.publish(state.current(), Some(changed)) {
+            Ok(took) => {
+                drop(state);
+                Ok(self.published(what, &before, took))
+            }
+            Err(e) => {
+                state.undo(undo);
+                Err(self.refuse(what, Refusal::Request(e)))
+            }
+        }
+    }
+
+    fn refuse(&self, what: &str, r: Refusal) -> CtlError {
+        self.updates.refused.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(what, refusal = %r, "policy update refused; the running policy is unchanged");
+        CtlError::refused(what, r)
+    }
+
+    fn published(&self, what: &str, before: &CompiledPolicy, took: Duration) -> Updated {
         let after = self.dataplane.snapshot();
         self.updates.applied.fetch_add(1, Ordering::Relaxed);
         self.updates
             .last_publish_ns
             .store(took.as_nanos() as u64, Ordering::Relaxed);
-        let updated = diff(&before, &after, took);
+        let updated = diff(before, &after, took);
         tracing::info!(
             what,
             generation = updated.generation,
@@ -244,7 +273,7 @@ impl<D: Dataplane> Controller<D> {
             publish_us = updated.publish_us,
             "policy published"
         );
-        Ok(updated)
+        updated
     }
 }
 
@@ -308,7 +337,7 @@ impl<D: Dataplane> Control for Controller<D> {
     fn apply_files(&self, documents: Vec<Document>) -> Result<Updated, CtlError> {
         let names: Vec<&str> = documents.iter().map(|d| d.name.as_str()).collect();
         let what = format!("apply {}", names.join(" + "));
-        self.update(&what, None, |s| s.apply_files(documents))
+        self.update(&what, |s| s.apply_files(documents))
     }
 
     fn edit(&self, edit: Edit) -> Result<Updated, CtlError> {
@@ -325,7 +354,7 @@ impl<D: Dataplane> Control for Controller<D> {
             Edit::RuleAdd { port, .. } | Edit::RuleRemove { port, .. } => vec![port.clone()],
             Edit::EndpointAdd(_) | Edit::EndpointAttach(_) | Edit::EndpointRemove(_) => Vec::new(),
         };
-        self.update(&what, Some(&changed), |s| s.edit(edit))
+        self.update_in_place(&what, edit, &changed)
     }
 
     fn counters_reset(&self) -> Result<(), CtlError> {

@@ -19,6 +19,7 @@
 //! fits refuses the whole apply.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use strata_rules::model::{Isolation, Policy, Port};
 use strata_rules::policy::{
@@ -142,14 +143,27 @@ fn without_endpoints(doc: &Document) -> Option<Document> {
     })
 }
 
+/// How to take an edit back.
+#[derive(Debug)]
+pub struct Undo {
+    edits: Vec<Edit>,
+    action: UndoAction,
+}
+
+#[derive(Debug)]
+enum UndoAction {
+    Truncate(usize),
+    Insert(usize, Port),
+    Replace(usize, Port),
+}
+
 /// The running policy: its base, the edits since, and the policy they make.
 #[derive(Clone, Debug)]
 pub struct PolicyState {
     /// The base's documents (one, or several files linked together).
-    base: Vec<Document>,
+    base: Arc<[Document]>,
     /// The base's files without their endpoints: what fragments are compiled beside.
-    context: Vec<Document>,
-    base_policy: Policy,
+    context: Arc<[Document]>,
     edits: Vec<Edit>,
     current: Policy,
 }
@@ -164,10 +178,13 @@ impl PolicyState {
     pub fn of_files(base: Vec<Document>) -> Result<PolicyState, Refusal> {
         let base_policy = load_all(&base).map_err(Refusal::Invalid)?;
         Ok(PolicyState {
-            context: base.iter().filter_map(without_endpoints).collect(),
-            current: base_policy.clone(),
-            base_policy,
-            base,
+            context: base
+                .iter()
+                .filter_map(without_endpoints)
+                .collect::<Vec<_>>()
+                .into(),
+            current: base_policy,
+            base: base.into(),
             edits: Vec::new(),
         })
     }
@@ -201,37 +218,50 @@ impl PolicyState {
 
     /// The state after one edit.
     pub fn edit(&self, edit: Edit) -> Result<PolicyState, Refusal> {
-        let mut policy = self.current.clone();
-        let mut edits = self.edits.clone();
-        match &edit {
-            Edit::EndpointAdd(doc) => {
-                let ports = self.compile_endpoints(doc)?;
-                check_newcomers(&policy, &ports, doc)?;
-                policy.ports.extend(ports);
-                edits.push(edit);
-            }
-            Edit::EndpointAttach(spec) => {
-                let doc = self.render_endpoint(spec);
+        let mut next = self.clone();
+        next.edit_in_place(edit)?;
+        Ok(next)
+    }
+
+    /// Makes one edit to this state, returning how to take it back (the controller
+    /// does, when publishing fails). Only the ports the edit touches are copied: a
+    /// one-rule change does not copy a large policy. Refused, it changes nothing.
+    pub fn edit_in_place(&mut self, edit: Edit) -> Result<Undo, Refusal> {
+        let before = self.edits.clone();
+        let action = match &edit {
+            Edit::EndpointAdd(_) | Edit::EndpointAttach(_) => {
+                let doc = match &edit {
+                    Edit::EndpointAttach(spec) => self.render_endpoint(spec),
+                    Edit::EndpointAdd(doc) => doc.clone(),
+                    _ => return Err(Refusal::Request("not an endpoint edit".into())),
+                };
                 let ports = self.compile_endpoints(&doc)?;
-                check_newcomers(&policy, &ports, &doc)?;
-                policy.ports.extend(ports);
-                edits.push(edit);
+                check_newcomers(&self.current, &ports, &doc)?;
+                let len = self.current.ports.len();
+                self.current.ports.extend(ports);
+                self.edits.push(edit);
+                UndoAction::Truncate(len)
             }
             Edit::EndpointRemove(name) => {
-                let before = policy.ports.len();
-                policy.ports.retain(|p| p.name != *name);
-                if policy.ports.len() == before {
+                let Some(i) = self.current.ports.iter().position(|p| p.name == *name) else {
                     return Err(Refusal::Request(format!("no endpoint named {name:?}")));
-                }
-                forget_endpoint(&mut edits, name);
+                };
+                let gone = self.current.ports.remove(i);
+                forget_endpoint(&mut self.edits, name);
+                UndoAction::Insert(i, gone)
             }
             Edit::RuleAdd { port, document } => {
-                let Some(target) = policy.ports.iter_mut().find(|p| p.name == *port) else {
+                let Some(i) = self.current.ports.iter().position(|p| p.name == *port) else {
+                    return Err(Refusal::Request(format!("no endpoint named {port:?}")));
+                };
+                let Some(target) = self.current.ports.get(i) else {
                     return Err(Refusal::Request(format!("no endpoint named {port:?}")));
                 };
                 let fragment = self.compile_acls(target, document)?;
-                add_acls(target, &fragment, document)?;
-                edits.push(edit);
+                let mut changed = target.clone();
+                add_acls(&mut changed, &fragment, document)?;
+                self.edits.push(edit);
+                UndoAction::Replace(i, self.replace_port(i, changed))
             }
             Edit::RuleRemove {
                 port,
@@ -239,20 +269,44 @@ impl PolicyState {
                 layer,
                 group,
             } => {
-                let Some(target) = policy.ports.iter_mut().find(|p| p.name == *port) else {
+                let Some(i) = self.current.ports.iter().position(|p| p.name == *port) else {
                     return Err(Refusal::Request(format!("no endpoint named {port:?}")));
                 };
-                remove_rule(target, rule, layer.as_deref(), group.as_deref())?;
-                edits.push(edit);
+                let Some(mut changed) = self.current.ports.get(i).cloned() else {
+                    return Err(Refusal::Request(format!("no endpoint named {port:?}")));
+                };
+                remove_rule(&mut changed, rule, layer.as_deref(), group.as_deref())?;
+                self.edits.push(edit);
+                UndoAction::Replace(i, self.replace_port(i, changed))
+            }
+        };
+        Ok(Undo {
+            edits: before,
+            action,
+        })
+    }
+
+    /// Puts `port` in place `i`; returns the one it replaced.
+    fn replace_port(&mut self, i: usize, port: Port) -> Port {
+        match self.current.ports.get_mut(i) {
+            Some(slot) => std::mem::replace(slot, port),
+            None => port,
+        }
+    }
+
+    /// Takes back an edit made by [`edit_in_place`](Self::edit_in_place).
+    pub fn undo(&mut self, u: Undo) {
+        self.edits = u.edits;
+        match u.action {
+            UndoAction::Truncate(len) => self.current.ports.truncate(len),
+            UndoAction::Insert(i, port) => {
+                let i = i.min(self.current.ports.len());
+                self.current.ports.insert(i, port);
+            }
+            UndoAction::Replace(i, port) => {
+                self.replace_port(i, port);
             }
         }
-        Ok(PolicyState {
-            base: self.base.clone(),
-            context: self.context.clone(),
-            base_policy: self.base_policy.clone(),
-            edits,
-            current: policy,
-        })
     }
 
     /// An endpoint's fields as a TOML `[[endpoint]]` (it links with a base of either
@@ -311,7 +365,7 @@ impl PolicyState {
     /// Loads the base's context and `doc` together; `doc`'s errors keep its own lines
     /// (`offset` lines of it were added in front by us).
     fn compile_beside(&self, doc: &Document, offset: usize) -> Result<Vec<Port>, Refusal> {
-        let mut files = self.context.clone();
+        let mut files = self.context.to_vec();
         files.push(doc.clone());
         load_all(&files).map(|p| p.ports).map_err(|errors| {
             Refusal::Invalid(PolicyErrors(
