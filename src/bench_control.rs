@@ -289,6 +289,20 @@ fn controller_edit(n: usize, rounds: usize) -> Result<(f64, f64), Failure> {
         took.push(start.elapsed().as_secs_f64() * 1e6);
     }
     let max = took.iter().copied().fold(0.0, f64::max);
+    // What a copy of the whole policy model costs (`strata run`'s service keeps one per
+    // publish).
+    let start = Instant::now();
+    let copy = c.policy();
+    println!(
+        "copy of the policy model ({} rules): {:.0} us",
+        copy.ports
+            .iter()
+            .flat_map(|p| &p.layers)
+            .flat_map(|l| &l.groups)
+            .map(|g| g.rules.len())
+            .sum::<usize>(),
+        start.elapsed().as_secs_f64() * 1e6
+    );
     Ok((median(&mut took), max))
 }
 

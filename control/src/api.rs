@@ -372,7 +372,7 @@ pub fn engine_flows(engine: &Engine, port: Option<&str>) -> Vec<FlowInfo> {
 /// The service as the control plane drives it.
 impl Dataplane for ServiceHandle {
     fn publish(&self, policy: &Policy, changed: Option<&[String]>) -> Result<Duration, String> {
-        self.apply_changed(policy.clone(), changed)
+        self.apply_changed(policy, changed)
             .map_err(|e| e.to_string())
     }
 

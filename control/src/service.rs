@@ -304,25 +304,35 @@ impl ServiceHandle {
     /// the running policy untouched, if one cannot be), compiles it against the running
     /// snapshot and publishes it, then detaches the interfaces it no longer names.
     pub fn apply(&self, policy: Policy) -> Result<Duration, ServiceError> {
-        self.apply_changed(policy, None)
+        let took = self.apply_changed(&policy, None)?;
+        *self
+            .inner
+            .policy
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = policy;
+        Ok(took)
     }
 
     /// [`apply`](Self::apply), told which ports may have changed (the control plane
     /// knows for an edit; see `CompiledPolicy::compile_changed`). The policy is compiled
-    /// once, against the running snapshot, and that snapshot is what is published.
+    /// once, against the running snapshot, and that snapshot is what is published. The
+    /// model is not kept (the control plane keeps its own; a copy of a large policy
+    /// costs more than a one-rule change): [`policy`](Self::policy) is the last one
+    /// given to `apply`.
     pub fn apply_changed(
         &self,
-        policy: Policy,
+        policy: &Policy,
         changed: Option<&[String]>,
     ) -> Result<Duration, ServiceError> {
         let inner = &self.inner;
         if inner.stop.load(Ordering::Relaxed) {
             return Err(ServiceError::Stopped);
         }
-        let mut running = inner.policy.lock().unwrap_or_else(PoisonError::into_inner);
+        // Serialises applies.
+        let _running = inner.policy.lock().unwrap_or_else(PoisonError::into_inner);
         let started = std::time::Instant::now();
         let before = interface_names(&inner.publisher.current());
-        let next = inner.publisher.compile(&policy, changed);
+        let next = inner.publisher.compile(policy, changed);
         let after = interface_names(&next);
         let added: Vec<String> = after
             .iter()
@@ -350,11 +360,10 @@ impl ServiceHandle {
         if !added.is_empty() || !removed.is_empty() {
             tracing::info!(added = %added.join(","), removed = %removed.join(","), "interfaces changed");
         }
-        *running = policy;
         Ok(took)
     }
 
-    /// The policy running, as written.
+    /// The policy last given to [`apply`](Self::apply), as written.
     pub fn policy(&self) -> Policy {
         self.inner
             .policy
