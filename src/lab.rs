@@ -228,8 +228,10 @@ fn up(prefix: &str, workers: usize) -> Result<(), Failure> {
          \x20 ip netns exec {db} iperf3 -s -1 -p 5432 &            # db accepts only web on 5432:\n\
          \x20 ip netns exec {web} iperf3 -c 198.18.1.11 -p 5432 -t 3     # TCP through Strata\n\
          \x20 ip netns exec {client} iperf3 -c 198.18.1.11 -p 5432 -t 3  # blocked by db's ACL\n\
-         \x20 ip netns exec {db} busybox nc -u -l -p 9000 &          # UDP between containers:\n\
-         \x20 echo hi | ip netns exec {client} busybox nc -u -w 1 198.18.1.11 9000\n\
+         \x20 ip netns exec {db} iperf3 -s -1 -p 9000 &             # UDP between containers:\n\
+         \x20 ip netns exec {client} iperf3 -u -c 198.18.1.11 -p 9000 -t 2\n\
+         \x20 ip netns exec {ext} iperf3 -s -1 -p 9001 &            # UDP to the outside (SNAT):\n\
+         \x20 ip netns exec {web} iperf3 -u -c 198.19.0.100 -p 9001 -t 2\n\
          \x20 tail -f {log}                                          # a summary line every 10 s\n\
          \x20 strata ctl --socket {sock} ports                  # ports, counters (also: layers db, flows, stats)\n\
          \n\
