@@ -17,7 +17,7 @@ use strata_rules::classifier::{ClassRule, Classifier};
 use crate::Failure;
 
 #[path = "../benches/workload.rs"]
-mod workload;
+pub mod workload;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -41,6 +41,16 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         rounds: u32,
     },
+    /// Publishing: compile-and-publish time for policies of N rules, the time until a
+    /// one-rule change reaches a running worker, and the longest pause it sees at a swap.
+    Control {
+        /// Rule counts, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+        rules: Vec<usize>,
+        /// Publishes measured per size (visibility: four times as many).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// Classify a ClassBench trace against a ClassBench filter file.
     Classbench {
         /// ClassBench filter file (`@src/len dst/len lo : hi lo : hi 0xPP/0xMM ...`;
@@ -58,6 +68,7 @@ pub enum BenchCommand {
 
 pub fn run(cmd: BenchCommand) -> Result<(), Failure> {
     match cmd {
+        BenchCommand::Control { rules, rounds } => crate::bench_control::run(&rules, rounds),
         BenchCommand::Classbench {
             rules,
             trace,

@@ -233,6 +233,7 @@ fn up(prefix: &str, workers: usize) -> Result<(), Failure> {
          \x20 ip netns exec {ext} iperf3 -s -1 -p 9001 &            # UDP to the outside (SNAT):\n\
          \x20 ip netns exec {web} iperf3 -u -c 198.19.0.100 -p 9001 -t 2\n\
          \x20 tail -f {log}                                          # a summary line every 10 s\n\
+         \x20 strata ctl --socket {sock} ports                  # ports, counters (also: layers db, flows, stats)\n\
          \n\
          Stop and clean up: strata lab down{down}",
         client = n("client"),
@@ -242,6 +243,7 @@ fn up(prefix: &str, workers: usize) -> Result<(), Failure> {
         db = n("db"),
         log = log.display(),
         www = www.display(),
+        sock = dir.join("strata.sock").display(),
         config = config.display(),
         down = if prefix == "strata-lab" {
             String::new()
@@ -327,6 +329,8 @@ fn start(
         .arg("run")
         .arg("--config")
         .arg(config)
+        .arg("--control")
+        .arg(dir.join("strata.sock"))
         .args(["--workers", &workers.to_string()])
         .stdin(Stdio::null())
         .stdout(out)

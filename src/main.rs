@@ -3,7 +3,10 @@
 //! (0 success, 1 invalid input, 2 runtime failure).
 
 mod bench;
+mod bench_control;
 mod check;
+#[cfg(unix)]
+mod ctl;
 mod import_hns;
 mod lab;
 mod replay;
@@ -45,6 +48,9 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Talk to a running service: ports, layers, flows, stats; apply, endpoint, rule.
+    #[cfg(unix)]
+    Ctl(ctl::Args),
     /// The host dataplane service: attach to the interfaces the policy names and switch.
     Run(run::Args),
     /// A real host in network namespaces, switched by Strata: `up` or `down`.
@@ -75,6 +81,8 @@ fn main() -> ExitCode {
         Command::Check { files } => check::run(&files),
         Command::ImportHns { files } => import_hns::run(&files),
         Command::Bench(b) => bench::run(b),
+        #[cfg(unix)]
+        Command::Ctl(args) => ctl::run(args),
         Command::Run(args) => run::run(args),
         Command::Lab(l) => lab::run(l),
     };

@@ -1,11 +1,23 @@
-//! `strata run --config FILE [--workers N]`: the host dataplane service (DESIGN §4, §5).
-//! Attaches to every interface the policy names (AF_PACKET on Linux), runs N workers in
-//! the foreground, logs to stderr (tracing) with a summary line per interval, and stops
-//! cleanly on SIGTERM or SIGINT. It refuses to start, with exit 1 and a message saying
-//! why, when the policy is invalid, an interface is missing or it lacks privileges.
+//! `strata run --config FILE [--workers N] [--control SOCKET] [--metrics ADDR:PORT]`: the
+//! host dataplane service (DESIGN §4, §5). Attaches to every interface the policy names
+//! (AF_PACKET on Linux), runs N workers in the foreground, serves the control socket
+//! (`strata ctl`, `strata-cni`), watches the policy file and re-applies it when it
+//! changes, serves Prometheus metrics when asked, logs to stderr (tracing) with a summary
+//! line per interval, and stops cleanly on SIGTERM or SIGINT (socket removed). It refuses
+//! to start, with exit 1 and a message saying why, when the policy is invalid, an
+//! interface is missing or it lacks privileges. Ready = the control socket accepts.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use strata_control::api::{Control, Controller};
+use strata_control::edit::PolicyState;
+use strata_control::metrics::MetricsServer;
+use strata_control::protocol::Document;
+#[cfg(unix)]
+use strata_control::socket::ControlSocket;
+use strata_control::watch::PolicyWatcher;
 
 use strata_control::service::{Service, ServiceConfig, ServiceError, ServiceReport};
 use strata_dataplane::DropReason;
@@ -24,6 +36,12 @@ pub struct Args {
     /// Seconds between two summary lines in the log.
     #[arg(long, default_value_t = 10)]
     pub interval: u64,
+    /// The control socket (`strata ctl --socket`).
+    #[arg(long, default_value = strata_control::protocol::DEFAULT_SOCKET)]
+    pub control: PathBuf,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9101).
+    #[arg(long)]
+    pub metrics: Option<String>,
 }
 
 /// The most workers: beyond the cores of any host it would run on.
@@ -55,18 +73,24 @@ pub fn run(args: Args) -> Result<(), Failure> {
     }
     let (files, loaded) = crate::check::load(&args.config)?;
     let name = files.label();
-    let policy = match loaded {
-        Ok(l) => {
-            crate::check::print_warnings(&l.warnings);
-            l.policy
-        }
+    match &loaded {
+        Ok(l) => crate::check::print_warnings(&l.warnings),
         Err(refused) => {
             return Err(Failure::Input(format!(
                 "invalid policy {name}:\n{}",
                 refused.errors
             )));
         }
-    };
+    }
+    let documents: Vec<Document> = files
+        .names
+        .iter()
+        .zip(&files.texts)
+        .map(|(n, t)| Document::new(n.clone(), t.clone()))
+        .collect();
+    let state = PolicyState::of_files(documents)
+        .map_err(|r| Failure::Input(format!("invalid policy {name}:\n{r}")))?;
+    let policy = state.current().clone();
     let config = ServiceConfig {
         workers: args.workers,
         ..ServiceConfig::default()
@@ -83,9 +107,42 @@ pub fn run(args: Args) -> Result<(), Failure> {
         signal_hook::flag::register(sig, handle.stop_flag())
             .map_err(|e| Failure::Runtime(format!("installing the signal handler: {e}")))?;
     }
+    // The control plane: the socket, the file watch and the metrics all go through one
+    // controller over the service.
+    let controller = Arc::new(Controller::new(handle.clone(), state));
+    let control: Arc<dyn Control> = controller.clone();
+    let started = (|| {
+        let watch = PolicyWatcher::start(&args.config, files.texts.clone(), Arc::clone(&control))
+            .map_err(Failure::Runtime)?;
+        let metrics = match &args.metrics {
+            Some(addr) => {
+                Some(MetricsServer::serve(addr, Arc::clone(&control)).map_err(Failure::Input)?)
+            }
+            None => None,
+        };
+        #[cfg(unix)]
+        let socket = ControlSocket::serve(&args.control, Arc::clone(&control))
+            .map_err(|e| Failure::Runtime(e.to_string()))?;
+        // No Unix socket in Rust's standard library on Windows yet: no `strata ctl` there.
+        #[cfg(not(unix))]
+        let socket = {
+            tracing::warn!("no control socket on this platform");
+        };
+        Ok((watch, metrics, socket))
+    })();
+    let (_watch, metrics, socket) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            handle.stop();
+            service.join();
+            return Err(e);
+        }
+    };
     tracing::info!(
         config = %name,
         workers = args.workers,
+        control = %args.control.display(),
+        metrics = %metrics.as_ref().map(|m| m.addr().to_string()).unwrap_or_else(|| "off".into()),
         "running; SIGTERM or SIGINT stops"
     );
     let interval = Duration::from_secs(args.interval.max(1));
@@ -104,6 +161,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
         }
     }
     let last_report = handle.report();
+    #[cfg(unix)]
+    drop(socket);
+    #[cfg(not(unix))]
+    let () = socket;
+    drop(metrics);
     service.join();
     tracing::info!("stopped: {}", summary(&last_report));
     if died {

@@ -55,7 +55,9 @@ fn run_once(ns: &str, prefix: &[&str], config: &std::path::Path) -> (Option<i32>
     cmd.arg(env!("CARGO_BIN_EXE_strata"))
         .arg("run")
         .arg("--config")
-        .arg(config);
+        .arg(config)
+        .arg("--control")
+        .arg(config.with_extension("sock"));
     let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -304,14 +304,36 @@ impl ServiceHandle {
     /// the running policy untouched, if one cannot be), compiles it against the running
     /// snapshot and publishes it, then detaches the interfaces it no longer names.
     pub fn apply(&self, policy: Policy) -> Result<Duration, ServiceError> {
+        let took = self.apply_changed(&policy, None)?;
+        *self
+            .inner
+            .policy
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = policy;
+        Ok(took)
+    }
+
+    /// [`apply`](Self::apply), told which ports may have changed (the control plane
+    /// knows for an edit; see `CompiledPolicy::compile_changed`). The policy is compiled
+    /// once, against the running snapshot, and that snapshot is what is published. The
+    /// model is not kept (the control plane keeps its own; a copy of a large policy
+    /// costs more than a one-rule change): [`policy`](Self::policy) is the last one
+    /// given to `apply`.
+    pub fn apply_changed(
+        &self,
+        policy: &Policy,
+        changed: Option<&[String]>,
+    ) -> Result<Duration, ServiceError> {
         let inner = &self.inner;
         if inner.stop.load(Ordering::Relaxed) {
             return Err(ServiceError::Stopped);
         }
-        let mut running = inner.policy.lock().unwrap_or_else(PoisonError::into_inner);
+        // Serialises applies.
+        let _running = inner.policy.lock().unwrap_or_else(PoisonError::into_inner);
+        let started = std::time::Instant::now();
         let before = interface_names(&inner.publisher.current());
-        let probe = CompiledPolicy::compile(&policy, None, CompileOptions::default());
-        let after = interface_names(&probe);
+        let next = inner.publisher.compile(policy, changed);
+        let after = interface_names(&next);
         let added: Vec<String> = after
             .iter()
             .filter(|n| !before.contains(n))
@@ -329,7 +351,7 @@ impl ServiceHandle {
                 let _ = link.devices.send(DeviceChange::Attach(d));
             }
         }
-        let took = inner.publisher.apply(&policy);
+        let took = inner.publisher.publish(next, started);
         for link in &inner.workers {
             for name in &removed {
                 let _ = link.devices.send(DeviceChange::Detach(name.clone()));
@@ -338,11 +360,10 @@ impl ServiceHandle {
         if !added.is_empty() || !removed.is_empty() {
             tracing::info!(added = %added.join(","), removed = %removed.join(","), "interfaces changed");
         }
-        *running = policy;
         Ok(took)
     }
 
-    /// The policy running, as written.
+    /// The policy last given to [`apply`](Self::apply), as written.
     pub fn policy(&self) -> Policy {
         self.inner
             .policy
@@ -422,6 +443,37 @@ impl ServiceHandle {
         for rx in pending {
             let _ = rx.recv_timeout(Duration::from_secs(1));
         }
+    }
+
+    /// Runs `f` on every worker's engine (between two of its rounds) and returns what
+    /// each answered within a second.
+    pub fn inspect<T: Send + 'static>(
+        &self,
+        f: impl Fn(&Engine) -> T + Send + Sync + 'static,
+    ) -> Vec<T> {
+        let f = Arc::new(f);
+        let pending: Vec<Receiver<T>> = self
+            .inner
+            .workers
+            .iter()
+            .filter_map(|l| {
+                let (tx, rx) = bounded(1);
+                let f = Arc::clone(&f);
+                let job = Box::new(move |e: &Engine| {
+                    let _ = tx.send(f(e));
+                });
+                l.requests.send(Request::Inspect(job)).ok().map(|()| rx)
+            })
+            .collect();
+        pending
+            .into_iter()
+            .filter_map(|rx| rx.recv_timeout(Duration::from_secs(1)).ok())
+            .collect()
+    }
+
+    /// How many workers run.
+    pub fn workers(&self) -> usize {
+        self.inner.workers.len()
     }
 
     /// Asks the workers to stop after their current round.

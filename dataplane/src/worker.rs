@@ -46,6 +46,9 @@ pub enum Request {
     Report(Sender<WorkerReport>),
     /// Zero every counter (flows and connections stay).
     ResetCounters(Sender<()>),
+    /// Runs a function on the worker's engine, read-only (the control plane's listings,
+    /// e.g. connections); it answers on a channel it carries.
+    Inspect(Box<dyn FnOnce(&Engine) + Send>),
 }
 
 /// One worker's answer to [`Request::Report`].
@@ -289,6 +292,7 @@ impl Worker {
                     self.engine.reset_counters();
                     let _ = reply.send(());
                 }
+                Request::Inspect(f) => f(&self.engine),
             }
         }
     }

@@ -227,6 +227,8 @@ pub fn start(ns: &str, config: &std::path::Path, workers: usize) -> Strata {
         .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_strata"), "run"])
         .arg("--config")
         .arg(config)
+        .arg("--control")
+        .arg(config.with_extension("sock"))
         .args(["--workers", &workers.to_string(), "--interval", "1"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

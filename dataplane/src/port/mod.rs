@@ -88,7 +88,7 @@ impl PortPath<'_> {
         last.conn = None;
         last.hits.clear();
         if let Some(t) = m.related.and_then(|inner| self.related(dir, inner, now)) {
-            return self.count(dir, t);
+            return self.count(dir, m.ip_len, t);
         }
         let fk = FlowKey::of(dir, m);
         let t = match self.fast_path(&fk, m, now) {
@@ -104,7 +104,7 @@ impl PortPath<'_> {
         if !self.state.conns.released.is_empty() {
             self.state.release(nat);
         }
-        self.count(dir, t)
+        self.count(dir, m.ip_len, t)
     }
 
     /// Remembers, in the flow's entry, where the switch delivered it.
@@ -114,11 +114,17 @@ impl PortPath<'_> {
             .remember_delivery(&FlowKey::of(dir, m), d, self.topology);
     }
 
-    fn count(&mut self, dir: Direction, t: Traversal) -> Traversal {
+    fn count(&mut self, dir: Direction, ip_len: u32, t: Traversal) -> Traversal {
         let c = &mut self.state.counters;
         match dir {
-            Direction::Out => c.packets_out += 1,
-            Direction::In => c.packets_in += 1,
+            Direction::Out => {
+                c.packets_out += 1;
+                c.bytes_out += u64::from(ip_len);
+            }
+            Direction::In => {
+                c.packets_in += 1;
+                c.bytes_in += u64::from(ip_len);
+            }
         }
         if t.drop.is_some() {
             c.dropped += 1;

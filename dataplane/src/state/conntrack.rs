@@ -65,9 +65,21 @@ impl Connection {
     }
 }
 
+/// What a connection has carried, for listings (`strata ctl flows`). Kept beside the
+/// connection, not in it: the packet path only bumps it in `touch`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnUsage {
+    /// Packet time of its first packet.
+    pub opened: u64,
+    /// Packets in its own direction (the opening one included), and replies.
+    pub packets_orig: u64,
+    pub packets_reply: u64,
+}
+
 struct Slot {
     serial: u32,
     conn: Option<Connection>,
+    usage: ConnUsage,
 }
 
 /// The connection table of one port, bounded by `capacity`.
@@ -193,6 +205,11 @@ impl ConnTable {
         }
         let idx = (conn.orig_dir, conn.key);
         let exit = (conn.orig_dir, conn.exit_key);
+        let usage = ConnUsage {
+            opened: now,
+            packets_orig: 1,
+            packets_reply: 0,
+        };
         let reused = self
             .free
             .pop()
@@ -201,6 +218,7 @@ impl ConnTable {
             Some((slot, s)) => {
                 s.serial = s.serial.wrapping_add(1);
                 s.conn = Some(conn);
+                s.usage = usage;
                 ConnRef {
                     slot,
                     serial: s.serial,
@@ -211,6 +229,7 @@ impl ConnTable {
                 self.slots.push(Slot {
                     serial: 0,
                     conn: Some(conn),
+                    usage,
                 });
                 ConnRef { slot, serial: 0 }
             }
@@ -259,12 +278,14 @@ impl ConnTable {
         from_orig: bool,
         now: u64,
     ) -> Touch {
-        let Some(c) = self
+        let Some(s) = self
             .slots
             .get_mut(r.slot as usize)
             .filter(|s| s.serial == r.serial)
-            .and_then(|s| s.conn.as_mut())
         else {
+            return Touch::Gone;
+        };
+        let Some(c) = s.conn.as_mut() else {
             return Touch::Gone;
         };
         let step = if c.key.protocol == proto::TCP {
@@ -272,6 +293,14 @@ impl ConnTable {
         } else {
             Segment::Pass
         };
+        // Usage counts what passes (the packet that ends a connection included).
+        if !matches!(step, Segment::OutOfWindow) {
+            if from_orig {
+                s.usage.packets_orig += 1;
+            } else {
+                s.usage.packets_reply += 1;
+            }
+        }
         match step {
             Segment::OutOfWindow => Touch::OutOfWindow,
             Segment::Ends => {
@@ -283,6 +312,13 @@ impl ConnTable {
                 Touch::Alive
             }
         }
+    }
+
+    /// Every recorded connection (expired ones not yet swept included), with its usage.
+    pub fn iter(&self) -> impl Iterator<Item = (&Connection, ConnUsage)> + '_ {
+        self.slots
+            .iter()
+            .filter_map(|s| s.conn.as_ref().map(|c| (c, s.usage)))
     }
 
     /// Removes every expired connection (every connection at `u64::MAX`); returns how

@@ -256,10 +256,19 @@ impl EngineState {
             match (state.as_mut(), port) {
                 (Some(st), Some(p)) if st.incarnation == p.incarnation => {
                     if st.generation != p.generation {
-                        let before = old
-                            .and_then(|o| o.port(slot))
-                            .map_or(&[][..], |o| &o.layers[..]);
-                        st.counters.relayout(before, &p.layers);
+                        match &p.carry {
+                            // The usual case: the maps computed at compile time.
+                            Some(c) if c.from_generation == st.generation => {
+                                st.counters.carry(c, &p.layers)
+                            }
+                            // This worker skipped a generation: match rules here.
+                            _ => {
+                                let before = old
+                                    .and_then(|o| o.port(slot))
+                                    .map_or(&[][..], |o| &o.layers[..]);
+                                st.counters.relayout(before, &p.layers);
+                            }
+                        }
                         st.generation = p.generation;
                     }
                 }
