@@ -205,6 +205,18 @@ impl Engine {
 
     /// Processes one frame: parse, ingress, the switch, the rewrite of its bytes.
     pub fn process<'a>(&'a mut self, rx: Rx<'a>) -> Outcome<'a> {
+        let parsed = packet::parse_captured(rx.data, rx.orig_len);
+        self.process_parsed(rx, parsed)
+    }
+
+    /// [`process`](Self::process) for a frame the caller has parsed already (with
+    /// `packet::parse_captured` over the same bytes): a worker that must know a frame's
+    /// owner before processing it parses once.
+    pub fn process_parsed<'a>(
+        &'a mut self,
+        rx: Rx<'a>,
+        parsed: Result<Parsed, packet::ParseError>,
+    ) -> Outcome<'a> {
         if rx.link_error {
             let verdict = self.decide(PortId::Uplink, &FrameInfo::Unsupported, rx.ts_ns);
             return Outcome {
@@ -212,7 +224,6 @@ impl Engine {
                 output: None,
             };
         }
-        let parsed = packet::parse_captured(rx.data, rx.orig_len);
         let ingress = self.ingress(&rx, &parsed);
         let Ok(p) = parsed else {
             let verdict = self.decide(ingress, &FrameInfo::Malformed, rx.ts_ns);

@@ -345,8 +345,10 @@ impl Worker {
         // one handle for the batch names every outcome.
         let policy = std::sync::Arc::clone(engine.policy());
         for f in batch.frames() {
+            // One parse for the owner and the engine.
+            let parsed = crate::packet::parse_captured(&f.data, f.orig_len);
             if let (Some(h), false, Some(port)) = (handoff.as_mut(), handed, f.port) {
-                match ownership::owner(&policy, port, &f.data, h.workers()) {
+                match ownership::owner_parsed(&policy, port, &f.data, &parsed, h.workers()) {
                     Owner::Worker(w) if w != h.me() => {
                         h.send(w, &f.data, port, f.ts_ns);
                         continue;
@@ -374,7 +376,7 @@ impl Worker {
             let index = *frames;
             *frames += 1;
             let started = engine_time.is_some().then(Instant::now);
-            let outcome = engine.process(rx);
+            let outcome = engine.process_parsed(rx, parsed);
             if let (Some(t), Some(s)) = (engine_time.as_mut(), started) {
                 *t += s.elapsed();
             }

@@ -143,9 +143,24 @@ pub fn owner(policy: &CompiledPolicy, ingress: PortId, frame: &[u8], workers: us
     if workers <= 1 {
         return Owner::Any;
     }
-    let Ok(p) = packet::parse(frame) else {
+    owner_parsed(policy, ingress, frame, &packet::parse(frame), workers)
+}
+
+/// [`owner`] of a frame already parsed (the worker parses once, for this and the engine).
+pub fn owner_parsed(
+    policy: &CompiledPolicy,
+    ingress: PortId,
+    frame: &[u8],
+    parsed: &Result<Parsed, packet::ParseError>,
+    workers: usize,
+) -> Owner {
+    if workers <= 1 {
+        return Owner::Any;
+    }
+    let Ok(p) = parsed else {
         return Owner::Any;
     };
+    let p = *p;
     match p.kind {
         FrameKind::Arp(a) if ingress == PortId::Uplink && a.op == 2 => return Owner::All,
         FrameKind::Ip => {}
