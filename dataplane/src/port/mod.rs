@@ -107,13 +107,6 @@ impl PortPath<'_> {
         self.count(dir, m.ip_len, t)
     }
 
-    /// Remembers, in the flow's entry, where the switch delivered it.
-    pub fn remember_delivery(&mut self, dir: Direction, m: &PacketMeta, d: Delivery) {
-        self.state
-            .flows
-            .remember_delivery(&FlowKey::of(dir, m), d, self.topology);
-    }
-
     fn count(&mut self, dir: Direction, ip_len: u32, t: Traversal) -> Traversal {
         let c = &mut self.state.counters;
         match dir {

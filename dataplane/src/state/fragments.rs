@@ -64,14 +64,6 @@ impl FragmentTable {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
     /// Records a first fragment and the verdict its followers get.
     pub fn first(&mut self, key: DatagramKey, verdict: &Verdict, f: &FragmentInfo, now: u64) {
         self.expire(now);

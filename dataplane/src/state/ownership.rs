@@ -218,7 +218,7 @@ fn from_endpoint(policy: &CompiledPolicy, frame: &[u8], p: &Parsed, n: usize) ->
             return by_pair(src, (*ip, m.internal_port), f.protocol, n);
         }
         // A reply to a hairpin the sender's SNAT translated: the NAT port names it.
-        return nat_port_owner(f.protocol, f.dst_port, n);
+        return nat_port_owner(f.dst_port, n);
     }
     by_side(dst.0, dst.1, f.protocol, n)
 }
@@ -253,7 +253,7 @@ fn from_uplink(policy: &CompiledPolicy, frame: &[u8], p: &Parsed, n: usize) -> O
         // An error about a packet that left through the uplink: that packet's
         // conversation (its source was ours: a NAT port names the owner).
         if policy.is_host_address(q.src_ip) {
-            return nat_port_owner(q.protocol, q.src_port, n);
+            return nat_port_owner(q.src_port, n);
         }
         return by_side(q.dst_ip, q.dst_port, q.protocol, n);
     }
@@ -262,14 +262,14 @@ fn from_uplink(policy: &CompiledPolicy, frame: &[u8], p: &Parsed, n: usize) -> O
             if policy.mapping(f.protocol, f.dst_port).is_some() {
                 return by_side(f.src_ip, f.src_port, f.protocol, n);
             }
-            return nat_port_owner(f.protocol, f.dst_port, n);
+            return nat_port_owner(f.dst_port, n);
         }
         if let (Some((t, _)), Some(id)) = (f.icmp, p.icmp_id) {
             // An echo reply to a NATed ping: its identifier is a NAT port. A request to
             // the host is answered by whoever got it.
             let reply = matches!((f.protocol, t), (proto::ICMP, 0) | (proto::ICMPV6, 129));
             return if reply {
-                nat_port_owner(f.protocol, id, n)
+                nat_port_owner(id, n)
             } else {
                 Owner::Any
             };
@@ -278,7 +278,7 @@ fn from_uplink(policy: &CompiledPolicy, frame: &[u8], p: &Parsed, n: usize) -> O
     if policy.is_host_address(f.src_ip) && proto::has_ports(f.protocol) {
         // The host's own stack: the container's replies go to a host address, where the
         // port names the owner (as for NAT replies), so the host's packets follow it.
-        return nat_port_owner(f.protocol, f.src_port, n);
+        return nat_port_owner(f.src_port, n);
     }
     // Between two endpoints of this host by way of the uplink (an l2tunnel hairpin, or a
     // sender on the segment using a local endpoint's address): the symmetric hash, as the
@@ -301,8 +301,7 @@ fn link_local(ip: IpAddr) -> bool {
     }
 }
 
-fn nat_port_owner(protocol: u8, port: u16, n: usize) -> Owner {
-    let _ = protocol;
+fn nat_port_owner(port: u16, n: usize) -> Owner {
     Owner::Worker(Share::owner_of(port, n))
 }
 

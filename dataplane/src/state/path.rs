@@ -111,10 +111,6 @@ impl PathTable {
         self.map.insert(key, entry);
     }
 
-    pub fn remove(&mut self, key: &PathKey) {
-        self.map.remove(key);
-    }
-
     /// Bytes on the heap.
     pub fn memory_bytes(&self) -> usize {
         super::uft::hash_table_bytes(
