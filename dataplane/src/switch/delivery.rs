@@ -129,10 +129,15 @@ impl Switch<'_> {
             .policy
             .slot_of_mac(&f.dst_mac)
             .or_else(|| self.policy.slot_of_ip(&f.dst_ip));
-        if direct.is_some_and(|q| self.hidden(q)) && !self.policy.is_host_address(f.src_ip) {
-            // A NAT network is reached from outside only through the host's addresses
-            // (port mappings, replies of its connections), an overlay only
-            // encapsulated; only the host itself reaches their containers directly.
+        // A NAT network is reached from outside only through the host's addresses (port
+        // mappings, replies of its connections), an overlay only encapsulated; only the
+        // host itself reaches their containers directly. A capture's uplink also carries
+        // the host's own stack (a frame from a host address); when Strata is the host
+        // (the service) it does not, so a source claiming a host address there is the
+        // host only for frames addressed to a host address.
+        let from_host = self.policy.is_host_address(f.src_ip)
+            && (!self.state.host || self.policy.is_host_address(f.dst_ip));
+        if direct.is_some_and(|q| self.hidden(q)) && !from_host {
             return Route::Drop(DropReason::NotExposed);
         }
         let (q, mut t) = if let Some(q) = self.policy.slot_of_mac(&f.dst_mac) {
@@ -156,12 +161,6 @@ impl Switch<'_> {
         } else {
             return Route::Drop(DropReason::NoRoute);
         };
-        // When Strata is the host (the service), the host's own stack is not on the
-        // uplink: a source claiming a host address there is not the host, and reaches
-        // a NAT or overlay container only as anyone else does (above).
-        if self.state.host && self.hidden(q) && !self.policy.is_host_address(f.dst_ip) {
-            return Route::Drop(DropReason::NotExposed);
-        }
         let want = self.policy.network_of(q).and_then(|n| n.vlan);
         if f.vlan != want {
             return Route::Drop(DropReason::VlanMismatch);
