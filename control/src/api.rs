@@ -222,6 +222,8 @@ impl<D: Dataplane> Controller<D> {
             .publish(next.current(), None)
             .map_err(|e| self.refuse(what, Refusal::Request(e)))?;
         *state = next;
+        // Counted before the lock goes, so that whoever sees the new policy sees it counted.
+        self.updates.applied.fetch_add(1, Ordering::Relaxed);
         drop(state);
         Ok(self.published(what, &before, took))
     }
@@ -241,6 +243,7 @@ impl<D: Dataplane> Controller<D> {
         let before = self.dataplane.snapshot();
         match self.dataplane.publish(state.current(), Some(changed)) {
             Ok(took) => {
+                self.updates.applied.fetch_add(1, Ordering::Relaxed);
                 drop(state);
                 Ok(self.published(what, &before, took))
             }
@@ -259,7 +262,6 @@ impl<D: Dataplane> Controller<D> {
 
     fn published(&self, what: &str, before: &CompiledPolicy, took: Duration) -> Updated {
         let after = self.dataplane.snapshot();
-        self.updates.applied.fetch_add(1, Ordering::Relaxed);
         self.updates
             .last_publish_ns
             .store(took.as_nanos() as u64, Ordering::Relaxed);
