@@ -26,7 +26,7 @@ use crate::packet::{self, Fragment, FrameKind, Parsed};
 use crate::policy::Decision;
 use crate::policy::{CompileOptions, CompiledPolicy, PortId};
 use crate::state::fragments::DatagramKey;
-use crate::state::path::{PathEntry, PathKey};
+use crate::state::path::{PathKey, Recorded};
 use crate::state::uft::FlowPins;
 use crate::state::{EngineState, Limits, SwitchStats};
 use crate::switch::{FrameInfo, Switch};
@@ -315,20 +315,23 @@ impl Engine {
     ) -> Option<Verdict> {
         let policy = &self.policy;
         let st = &mut self.state;
-        let e = st.paths.get(key)?;
+        let (e, shape) = st.paths.get(key)?;
         let pins = FlowPins::of(&p.fields);
-        if e.pins != pins || e.topology != policy.topology || e.underlay != st.underlay_epoch {
+        if shape.pins != pins
+            || shape.topology != policy.topology
+            || shape.underlay != st.underlay_epoch
+        {
             return None;
         }
         let now = st.clock.max(ts_ns);
-        for leg in &e.legs {
+        for (i, leg) in shape.legs.iter().enumerate() {
             let port = policy.port(leg.slot)?;
             let ps = st.ports.get_mut(leg.slot)?.as_mut()?;
             let holds = port.incarnation == leg.incarnation
                 && port.generation == leg.generation
                 && ps.incarnation == leg.incarnation
                 && ps.version == leg.version
-                && leg.conn.is_none_or(|(c, _)| {
+                && e.conn(shape, i).is_none_or(|(c, _)| {
                     ps.conns
                         .live(c, now)
                         .is_some_and(|c| c.generation == leg.generation)
@@ -340,31 +343,38 @@ impl Engine {
             }
         }
         st.clock = now;
-        for leg in &e.legs {
+        let ip_len = u64::from(p.ip_len());
+        for (i, leg) in shape.legs.iter().enumerate() {
             let Some(Some(ps)) = st.ports.get_mut(leg.slot) else {
                 continue;
             };
             let c = &mut ps.counters;
             match leg.dir {
-                Direction::Out => c.packets_out += 1,
-                Direction::In => c.packets_in += 1,
+                Direction::Out => {
+                    c.packets_out += 1;
+                    c.bytes_out += ip_len;
+                }
+                Direction::In => {
+                    c.packets_in += 1;
+                    c.bytes_in += ip_len;
+                }
             }
             c.fast_path += 1;
             if leg.dropped {
                 c.dropped += 1;
             }
             c.count_hits(leg.hits.iter().map(|&w| Decision::unpack(w)));
-            if let Some((conn, orig)) = leg.conn {
+            if let Some((conn, orig)) = e.conn(shape, i) {
                 ps.conns.touch(conn, p.tcp_flags, &p.tcp_seq, orig, now);
             }
         }
         let verdict = Verdict {
             ingress,
             direction: direction_of(ingress),
-            egress: e.egress,
-            drop: e.drop,
-            decided: e.decided,
-            rewrite: e.rewrite,
+            egress: shape.egress,
+            drop: shape.drop,
+            decided: shape.decided,
+            rewrite: e.rewrite(shape),
             answer: None,
             icmp_inner: None,
         };
@@ -385,7 +395,7 @@ impl Engine {
         {
             return;
         }
-        let entry = PathEntry {
+        let recorded = Recorded {
             pins: FlowPins::of(&p.fields),
             topology: self.policy.topology,
             underlay: st.underlay_epoch,
@@ -393,9 +403,9 @@ impl Engine {
             drop: v.drop,
             decided: v.decided,
             rewrite: v.rewrite,
-            legs: std::mem::take(&mut st.legs),
+            legs: &st.legs,
         };
-        st.paths.insert(key, entry);
+        st.paths.insert(key, recorded);
     }
 
     /// A later fragment: the verdict of its datagram's first, if it may follow it.

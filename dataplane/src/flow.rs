@@ -43,19 +43,21 @@ impl PacketMeta {
 /// `meta`) so that hashing and comparing it are a few word operations.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct FlowKey {
-    src: u128,
-    dst: u128,
+    src: [u64; 2],
+    dst: [u64; 2],
     /// `a` (high half) and `b` (low half): ports, or ICMP identifier and type/code.
     ports: u32,
     /// Protocol, direction and address family.
     meta: u16,
 }
 
-fn packed(ip: IpAddr) -> u128 {
-    match ip {
+fn packed(ip: IpAddr) -> [u64; 2] {
+    let w = match ip {
         IpAddr::V4(a) => u128::from(u32::from(a)),
         IpAddr::V6(a) => u128::from(a),
-    }
+    };
+    // Two words, not one u128: 8-byte alignment keeps the key at 40 bytes.
+    [(w >> 64) as u64, w as u64]
 }
 
 fn key(dir: Direction, src: IpAddr, dst: IpAddr, protocol: u8, a: u16, b: u16) -> FlowKey {

@@ -18,6 +18,7 @@ use strata_dataplane::engine::{Engine, Rx};
 use strata_dataplane::packet::{self, testutil as tu};
 use strata_dataplane::policy::{CompileOptions, CompiledPolicy, PortId};
 use strata_dataplane::state::Limits;
+use strata_dataplane::state::counters::PortCounters;
 use strata_dataplane::state::ownership::{Owner, Share, owner};
 use strata_dataplane::verdict::Verdict;
 use strata_rules::conn::{TcpSeq, tcp_flags};
@@ -662,6 +663,31 @@ impl Workers {
     fn forwarded(&self) -> u64 {
         self.engines.iter().map(|e| e.stats().forwarded).sum()
     }
+
+    /// Every worker's port counters of traffic (packets, bytes, drops). Not the fast and
+    /// slow path counts, which are what a cache legitimately changes, nor the rule hit
+    /// counters: those differ between a warm and a cold engine in a corner this test
+    /// found (a TCP connection from an endpoint's address to itself, reflected back with
+    /// other MACs across a policy change), not yet understood; noted in README.
+    fn port_counters(&self) -> Vec<Vec<Option<PortCounters>>> {
+        self.engines
+            .iter()
+            .map(|e| {
+                e.state()
+                    .ports
+                    .iter()
+                    .map(|p| {
+                        p.as_ref().map(|p| PortCounters {
+                            fast_path: 0,
+                            slow_path: 0,
+                            layers: Vec::new(),
+                            ..p.counters.clone()
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
 }
 
 /// The same traffic through a warm engine (flow table and path table) and a cold one
@@ -711,6 +737,7 @@ fn warm_and_cold(policy: Policy, ops: Vec<Op>, workers: usize) -> Result<(), Tes
         });
     }
     prop_assert_eq!(warm.forwarded(), cold.forwarded());
+    prop_assert_eq!(warm.port_counters(), cold.port_counters(), "port counters");
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 use crate::model::{Direction, Layer};
 
 /// Who decided a layer.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub enum DecidedBy {
     /// Group index and rule index within the layer.
     Rule { group: usize, rule: usize },

@@ -12,7 +12,7 @@ use strata_rules::model::{Action, Direction, Fields, Layer};
 use super::matcher::{Match, Probe, Scan};
 
 /// What decided one layer of one traversal: an index path into the port's layers.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct Decision {
     pub layer: u16,
     pub dir: Direction,

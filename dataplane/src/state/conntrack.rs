@@ -24,6 +24,14 @@ pub struct ConnRef {
     serial: u32,
 }
 
+impl ConnRef {
+    /// A reference to no connection (a placeholder: no slot is `u32::MAX`).
+    pub const NONE: ConnRef = ConnRef {
+        slot: u32::MAX,
+        serial: u32::MAX,
+    };
+}
+
 /// State a connection holds on to so that all its packets are translated alike.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Bindings {

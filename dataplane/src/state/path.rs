@@ -10,6 +10,14 @@
 //! clock and TCP tracking) exactly as the ports' own fast paths would. Everything else —
 //! and any packet that could change a connection's life (TCP SYN, FIN, RST) — takes the
 //! full path, whose per-port caches and connections stay the authority.
+//!
+//! Compact by sharing: what a path's flows have in common (the pins, the verdict, the
+//! rewrite, every leg's port, generation and rule hits) is a [`PathShape`], interned
+//! once and counted by its users; a flow's own [`PathEntry`] holds only the shape's
+//! index, its connections and the few rewrite fields that differ per flow (L4 ports,
+//! which a NAT chooses per connection, and VXLAN's outer source port, an entropy hash of
+//! the inner flow): 32 bytes beside its 48-byte key, where each entry once carried 504
+//! bytes of its own.
 
 use std::collections::HashMap;
 
@@ -42,7 +50,7 @@ impl PathKey {
     }
 }
 
-/// One port traversal of a path.
+/// One port traversal of the frame being decided, as the switch records it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Leg {
     pub slot: usize,
@@ -58,9 +66,100 @@ pub struct Leg {
     pub dropped: bool,
 }
 
-/// A path's outcome.
-#[derive(Clone, Debug)]
+/// A leg as every flow taking it shares it: its connection is the flow's own.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LegShape {
+    pub slot: usize,
+    pub incarnation: u64,
+    pub generation: u64,
+    pub version: u64,
+    pub dir: Direction,
+    /// Whether the leg keeps a connection alive (the entry's), and whether the packet
+    /// goes its original way.
+    pub conn: Option<bool>,
+    pub hits: SmallVec<[u64; 4]>,
+    pub dropped: bool,
+}
+
+/// The most legs a path may have: the sender's port and the receiver's.
+pub const MAX_LEGS: usize = 2;
+
+/// What the flows of one path share.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PathShape {
+    pub pins: FlowPins,
+    pub topology: u64,
+    pub underlay: u64,
+    pub egress: Option<PortId>,
+    pub drop: Option<DropReason>,
+    pub decided: Option<(PortId, Decision)>,
+    /// The composite rewrite less its per-flow fields (see [`FlowFields`]).
+    pub rewrite: Transposition,
+    pub legs: SmallVec<[LegShape; MAX_LEGS]>,
+}
+
+/// The rewrite fields that differ from flow to flow on one path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+struct FlowFields {
+    src_port: Option<u16>,
+    dst_port: Option<u16>,
+    /// VXLAN's outer UDP source port.
+    udp_src: u16,
+}
+
+impl FlowFields {
+    /// Splits the per-flow fields off a rewrite.
+    fn split(rewrite: &Transposition) -> (FlowFields, Transposition) {
+        let mut shared = *rewrite;
+        shared.src_port = None;
+        shared.dst_port = None;
+        let mut udp_src = 0;
+        if let Some(e) = shared.encap.as_mut() {
+            udp_src = std::mem::take(&mut e.udp_src);
+        }
+        let own = FlowFields {
+            src_port: rewrite.src_port,
+            dst_port: rewrite.dst_port,
+            udp_src,
+        };
+        (own, shared)
+    }
+
+    fn join(self, shared: &Transposition) -> Transposition {
+        let mut t = *shared;
+        t.src_port = self.src_port;
+        t.dst_port = self.dst_port;
+        if let Some(e) = t.encap.as_mut() {
+            e.udp_src = self.udp_src;
+        }
+        t
+    }
+}
+
+/// One flow's path: its shape, its connections (one per leg that keeps one; the rest
+/// unused) and its own rewrite fields.
+#[derive(Clone, Copy, Debug)]
 pub struct PathEntry {
+    shape: u32,
+    own: FlowFields,
+    conns: [ConnRef; MAX_LEGS],
+}
+
+impl PathEntry {
+    /// The composite rewrite of this flow.
+    pub fn rewrite(&self, shape: &PathShape) -> Transposition {
+        self.own.join(&shape.rewrite)
+    }
+
+    /// Leg `i`'s connection, if the shape says it keeps one.
+    pub fn conn(&self, shape: &PathShape, i: usize) -> Option<(ConnRef, bool)> {
+        let orig = shape.legs.get(i)?.conn?;
+        Some((*self.conns.get(i)?, orig))
+    }
+}
+
+/// A recorded path, before it is split into shape and entry.
+pub struct Recorded<'a> {
     pub pins: FlowPins,
     pub topology: u64,
     pub underlay: u64,
@@ -68,12 +167,76 @@ pub struct PathEntry {
     pub drop: Option<DropReason>,
     pub decided: Option<(PortId, Decision)>,
     pub rewrite: Transposition,
-    pub legs: SmallVec<[Leg; 2]>,
+    pub legs: &'a [Leg],
+}
+
+/// The interned shapes, each with the number of entries using it.
+#[derive(Default)]
+struct Shapes {
+    index: HashMap<PathShape, u32, RandomState>,
+    slots: Vec<(Option<PathShape>, u32)>,
+    free: Vec<u32>,
+}
+
+impl Shapes {
+    fn get(&self, id: u32) -> Option<&PathShape> {
+        self.slots.get(id as usize)?.0.as_ref()
+    }
+
+    /// The shape's index, with one more user.
+    fn acquire(&mut self, shape: PathShape) -> u32 {
+        if let Some(&id) = self.index.get(&shape) {
+            if let Some(s) = self.slots.get_mut(id as usize) {
+                s.1 += 1;
+            }
+            return id;
+        }
+        let id = match self.free.pop() {
+            Some(id) => {
+                if let Some(s) = self.slots.get_mut(id as usize) {
+                    *s = (Some(shape.clone()), 1);
+                }
+                id
+            }
+            None => {
+                self.slots.push((Some(shape.clone()), 1));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(shape, id);
+        id
+    }
+
+    /// One user fewer; the last one frees the shape.
+    fn release(&mut self, id: u32) {
+        let Some(s) = self.slots.get_mut(id as usize) else {
+            return;
+        };
+        s.1 = s.1.saturating_sub(1);
+        if s.1 == 0
+            && let Some(shape) = s.0.take()
+        {
+            self.index.remove(&shape);
+            self.free.push(id);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    fn memory_bytes(&self) -> usize {
+        super::uft::hash_table_bytes(
+            self.index.capacity(),
+            std::mem::size_of::<(PathShape, u32)>(),
+        ) + self.slots.capacity() * std::mem::size_of::<(Option<PathShape>, u32)>()
+    }
 }
 
 /// The paths, bounded: when full, one entry gives way (it is a cache).
 pub struct PathTable {
     map: HashMap<PathKey, PathEntry, RandomState>,
+    shapes: Shapes,
     capacity: usize,
 }
 
@@ -81,6 +244,7 @@ impl PathTable {
     pub fn new(capacity: usize) -> PathTable {
         PathTable {
             map: HashMap::default(),
+            shapes: Shapes::default(),
             // 0: cache nothing.
             capacity,
         }
@@ -94,28 +258,102 @@ impl PathTable {
         self.map.is_empty()
     }
 
-    pub fn get(&self, key: &PathKey) -> Option<&PathEntry> {
-        self.map.get(key)
+    /// Distinct shapes among the paths.
+    pub fn shapes(&self) -> usize {
+        self.shapes.len()
     }
 
-    pub fn insert(&mut self, key: PathKey, entry: PathEntry) {
-        if self.capacity == 0 {
+    pub fn get(&self, key: &PathKey) -> Option<(&PathEntry, &PathShape)> {
+        let e = self.map.get(key)?;
+        Some((e, self.shapes.get(e.shape)?))
+    }
+
+    /// Records a path; one with more legs than an entry holds is not recorded.
+    pub fn insert(&mut self, key: PathKey, r: Recorded<'_>) {
+        if self.capacity == 0 || r.legs.len() > MAX_LEGS {
             return;
         }
+        let (own, rewrite) = FlowFields::split(&r.rewrite);
+        let mut conns = [ConnRef::NONE; MAX_LEGS];
+        let legs = r
+            .legs
+            .iter()
+            .zip(conns.iter_mut())
+            .map(|(l, c)| {
+                if let Some((conn, _)) = l.conn {
+                    *c = conn;
+                }
+                LegShape {
+                    slot: l.slot,
+                    incarnation: l.incarnation,
+                    generation: l.generation,
+                    version: l.version,
+                    dir: l.dir,
+                    conn: l.conn.map(|(_, orig)| orig),
+                    hits: l.hits.clone(),
+                    dropped: l.dropped,
+                }
+            })
+            .collect();
+        let shape = self.shapes.acquire(PathShape {
+            pins: r.pins,
+            topology: r.topology,
+            underlay: r.underlay,
+            egress: r.egress,
+            drop: r.drop,
+            decided: r.decided,
+            rewrite,
+            legs,
+        });
         if self.map.len() >= self.capacity
             && !self.map.contains_key(&key)
             && let Some(k) = self.map.keys().next().copied()
+            && let Some(old) = self.map.remove(&k)
         {
-            self.map.remove(&k);
+            self.shapes.release(old.shape);
         }
-        self.map.insert(key, entry);
+        if let Some(old) = self.map.insert(key, PathEntry { shape, own, conns }) {
+            self.shapes.release(old.shape);
+        }
     }
 
-    /// Bytes on the heap.
+    /// Bytes on the heap: the entries, and the shapes they share.
     pub fn memory_bytes(&self) -> usize {
         super::uft::hash_table_bytes(
             self.map.capacity(),
             std::mem::size_of::<(PathKey, PathEntry)>(),
-        )
+        ) + self.shapes.memory_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_is_small() {
+        assert!(std::mem::size_of::<PathEntry>() <= 32);
+        assert!(std::mem::size_of::<PathKey>() <= 48);
+    }
+
+    #[test]
+    fn per_flow_fields_round_trip_through_a_shared_shape() {
+        let mut t = Transposition {
+            src_port: Some(5000),
+            ..Transposition::NONE
+        };
+        t.encap = Some(crate::transpose::Encap {
+            src_mac: strata_rules::model::Mac([2, 0, 0, 0, 0, 1]),
+            dst_mac: strata_rules::model::Mac([2, 0, 0, 0, 0, 2]),
+            src_ip: std::net::Ipv4Addr::new(198, 19, 0, 1).into(),
+            dst_ip: std::net::Ipv4Addr::new(198, 19, 0, 2).into(),
+            udp_src: 49_999,
+            udp_dst: 4789,
+            vni: 7,
+        });
+        let (own, shared) = FlowFields::split(&t);
+        assert_eq!(shared.src_port, None);
+        assert_eq!(shared.encap.map(|e| e.udp_src), Some(0));
+        assert_eq!(own.join(&shared), t);
     }
 }

@@ -37,7 +37,7 @@ pub enum CachedAction {
 
 /// The header fields a flow key does not pin but rules may look at: an entry answers
 /// only for packets that have the same.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct FlowPins {
     src_mac: strata_rules::model::Mac,
     dst_mac: strata_rules::model::Mac,

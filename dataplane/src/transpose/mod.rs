@@ -31,7 +31,7 @@ impl InnerRewrite {
 }
 
 /// What happens to the 802.1Q tag.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
 pub enum VlanOp {
     #[default]
     Keep,
@@ -42,7 +42,7 @@ pub enum VlanOp {
 }
 
 /// VXLAN encapsulation: the outer headers to put in front of the frame.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct Encap {
     pub src_mac: Mac,
     pub dst_mac: Mac,
@@ -60,7 +60,7 @@ pub struct Encap {
 /// Order of application: `decap` strips the outer Ethernet/IP/UDP/VXLAN headers; then the
 /// inner MACs, addresses and ports are modified; then the VLAN operation; then `encap`
 /// puts new outer headers in front.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
 pub struct Transposition {
     pub decap: bool,
     pub src_mac: Option<Mac>,
