@@ -45,15 +45,16 @@ impl PortPath<'_> {
                 return Some(Traversal::drop(DropReason::TcpOutOfWindow, None));
             }
         }
+        let shape = e.shape;
         st.counters
-            .count_hits(e.hits.iter().map(|&w| Decision::unpack(w)));
+            .count_hits(shape.hits.iter().map(|&w| Decision::unpack(w)));
         st.last = LastLeg {
             cacheable: true,
             conn: conn.map(|c| (c, from_orig)),
-            hits: e.hits.clone(),
+            hits: shape.hits.clone(),
         };
-        if e.topology == self.topology {
-            t.delivery = e.delivery;
+        if shape.topology == self.topology {
+            t.delivery = shape.delivery;
         } else {
             t.delivery = Delivery::Unknown;
         }

@@ -13,6 +13,7 @@
 pub mod conntrack;
 pub mod counters;
 pub mod fragments;
+pub mod intern;
 pub mod nat;
 pub mod ownership;
 pub mod path;

@@ -26,11 +26,12 @@ use smallvec::SmallVec;
 use strata_rules::model::Direction;
 
 use super::conntrack::ConnRef;
+use super::intern::Interner;
 use super::uft::FlowPins;
 use crate::drop::DropReason;
 use crate::flow::FlowKey;
 use crate::policy::{Decision, PortId};
-use crate::transpose::Transposition;
+use crate::transpose::{PerFlow, Transposition};
 
 /// A flow, where it entered.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -93,47 +94,9 @@ pub struct PathShape {
     pub egress: Option<PortId>,
     pub drop: Option<DropReason>,
     pub decided: Option<(PortId, Decision)>,
-    /// The composite rewrite less its per-flow fields (see [`FlowFields`]).
+    /// The composite rewrite less its per-flow fields ([`PerFlow`]).
     pub rewrite: Transposition,
     pub legs: SmallVec<[LegShape; MAX_LEGS]>,
-}
-
-/// The rewrite fields that differ from flow to flow on one path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-struct FlowFields {
-    src_port: Option<u16>,
-    dst_port: Option<u16>,
-    /// VXLAN's outer UDP source port.
-    udp_src: u16,
-}
-
-impl FlowFields {
-    /// Splits the per-flow fields off a rewrite.
-    fn split(rewrite: &Transposition) -> (FlowFields, Transposition) {
-        let mut shared = *rewrite;
-        shared.src_port = None;
-        shared.dst_port = None;
-        let mut udp_src = 0;
-        if let Some(e) = shared.encap.as_mut() {
-            udp_src = std::mem::take(&mut e.udp_src);
-        }
-        let own = FlowFields {
-            src_port: rewrite.src_port,
-            dst_port: rewrite.dst_port,
-            udp_src,
-        };
-        (own, shared)
-    }
-
-    fn join(self, shared: &Transposition) -> Transposition {
-        let mut t = *shared;
-        t.src_port = self.src_port;
-        t.dst_port = self.dst_port;
-        if let Some(e) = t.encap.as_mut() {
-            e.udp_src = self.udp_src;
-        }
-        t
-    }
 }
 
 /// One flow's path: its shape, its connections (one per leg that keeps one; the rest
@@ -141,7 +104,7 @@ impl FlowFields {
 #[derive(Clone, Copy, Debug)]
 pub struct PathEntry {
     shape: u32,
-    own: FlowFields,
+    own: PerFlow,
     conns: [ConnRef; MAX_LEGS],
 }
 
@@ -170,73 +133,10 @@ pub struct Recorded<'a> {
     pub legs: &'a [Leg],
 }
 
-/// The interned shapes, each with the number of entries using it.
-#[derive(Default)]
-struct Shapes {
-    index: HashMap<PathShape, u32, RandomState>,
-    slots: Vec<(Option<PathShape>, u32)>,
-    free: Vec<u32>,
-}
-
-impl Shapes {
-    fn get(&self, id: u32) -> Option<&PathShape> {
-        self.slots.get(id as usize)?.0.as_ref()
-    }
-
-    /// The shape's index, with one more user.
-    fn acquire(&mut self, shape: PathShape) -> u32 {
-        if let Some(&id) = self.index.get(&shape) {
-            if let Some(s) = self.slots.get_mut(id as usize) {
-                s.1 += 1;
-            }
-            return id;
-        }
-        let id = match self.free.pop() {
-            Some(id) => {
-                if let Some(s) = self.slots.get_mut(id as usize) {
-                    *s = (Some(shape.clone()), 1);
-                }
-                id
-            }
-            None => {
-                self.slots.push((Some(shape.clone()), 1));
-                (self.slots.len() - 1) as u32
-            }
-        };
-        self.index.insert(shape, id);
-        id
-    }
-
-    /// One user fewer; the last one frees the shape.
-    fn release(&mut self, id: u32) {
-        let Some(s) = self.slots.get_mut(id as usize) else {
-            return;
-        };
-        s.1 = s.1.saturating_sub(1);
-        if s.1 == 0
-            && let Some(shape) = s.0.take()
-        {
-            self.index.remove(&shape);
-            self.free.push(id);
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    fn memory_bytes(&self) -> usize {
-        super::uft::hash_table_bytes(
-            self.index.capacity(),
-            std::mem::size_of::<(PathShape, u32)>(),
-        ) + self.slots.capacity() * std::mem::size_of::<(Option<PathShape>, u32)>()
-    }
-}
-
 /// The paths, bounded: when full, one entry gives way (it is a cache).
 pub struct PathTable {
     map: HashMap<PathKey, PathEntry, RandomState>,
-    shapes: Shapes,
+    shapes: Interner<PathShape>,
     capacity: usize,
 }
 
@@ -244,7 +144,7 @@ impl PathTable {
     pub fn new(capacity: usize) -> PathTable {
         PathTable {
             map: HashMap::default(),
-            shapes: Shapes::default(),
+            shapes: Interner::default(),
             // 0: cache nothing.
             capacity,
         }
@@ -273,7 +173,7 @@ impl PathTable {
         if self.capacity == 0 || r.legs.len() > MAX_LEGS {
             return;
         }
-        let (own, rewrite) = FlowFields::split(&r.rewrite);
+        let (own, rewrite) = PerFlow::split(&r.rewrite);
         let mut conns = [ConnRef::NONE; MAX_LEGS];
         let legs = r
             .legs
@@ -334,26 +234,5 @@ mod tests {
     fn an_entry_is_small() {
         assert!(std::mem::size_of::<PathEntry>() <= 32);
         assert!(std::mem::size_of::<PathKey>() <= 48);
-    }
-
-    #[test]
-    fn per_flow_fields_round_trip_through_a_shared_shape() {
-        let mut t = Transposition {
-            src_port: Some(5000),
-            ..Transposition::NONE
-        };
-        t.encap = Some(crate::transpose::Encap {
-            src_mac: strata_rules::model::Mac([2, 0, 0, 0, 0, 1]),
-            dst_mac: strata_rules::model::Mac([2, 0, 0, 0, 0, 2]),
-            src_ip: std::net::Ipv4Addr::new(198, 19, 0, 1).into(),
-            dst_ip: std::net::Ipv4Addr::new(198, 19, 0, 2).into(),
-            udp_src: 49_999,
-            udp_dst: 4789,
-            vni: 7,
-        });
-        let (own, shared) = FlowFields::split(&t);
-        assert_eq!(shared.src_port, None);
-        assert_eq!(shared.encap.map(|e| e.udp_src), Some(0));
-        assert_eq!(own.join(&shared), t);
     }
 }

@@ -14,9 +14,11 @@ use smallvec::SmallVec;
 use strata_rules::model::Fields;
 
 use super::conntrack::ConnRef;
+use super::intern::Interner;
 use crate::drop::DropReason;
 use crate::flow::FlowKey;
 use crate::policy::Decision;
+use crate::transpose::{PerFlow, Transposition};
 
 /// What the slow path decided for a flow on one port traversal.
 #[derive(Clone, Debug)]
@@ -62,7 +64,7 @@ impl FlowPins {
 /// fixed by the policy alone (bridged or routed to an endpoint slot, or to the uplink);
 /// NAT owners and encapsulation depend on state and are never remembered. Valid only
 /// under the policy topology it was found in (`FlowEntry::topology`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Delivery {
     #[default]
     Unknown,
@@ -71,7 +73,7 @@ pub enum Delivery {
     Routed(u32),
 }
 
-/// One cached flow.
+/// A cached flow, whole: what the slow path records.
 #[derive(Clone, Debug)]
 pub struct FlowEntry {
     pub pins: FlowPins,
@@ -87,9 +89,52 @@ pub struct FlowEntry {
     pub hits: SmallVec<[u64; 4]>,
 }
 
+/// A cached action less its connection, which is the flow's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum ActionShape {
+    Reply,
+    Allow {
+        stateful: bool,
+        decided: Option<Decision>,
+    },
+    Drop {
+        reason: DropReason,
+        decided: Option<Decision>,
+    },
+}
+
+/// What the flows of one decision share: interned (`state::intern`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FlowShape {
+    pins: FlowPins,
+    generation: u64,
+    action: ActionShape,
+    /// The rewrite less its per-flow fields.
+    rewrite: Transposition,
+    pub delivery: Delivery,
+    pub topology: u64,
+    pub hits: SmallVec<[u64; 4]>,
+}
+
+/// One flow's own part: its shape, connection and per-flow rewrite fields (24 bytes).
+#[derive(Clone, Copy, Debug)]
+struct Stored {
+    shape: u32,
+    own: PerFlow,
+    conn: ConnRef,
+}
+
+/// A flow-table hit.
+pub struct Cached<'a> {
+    pub action: CachedAction,
+    pub rewrite: Transposition,
+    pub shape: &'a FlowShape,
+}
+
 /// A port's flow table.
 pub struct FlowTable {
-    map: HashMap<FlowKey, FlowEntry, RandomState>,
+    map: HashMap<FlowKey, Stored, RandomState>,
+    shapes: Interner<FlowShape>,
     capacity: usize,
     pub evictions: u64,
 }
@@ -99,6 +144,7 @@ impl FlowTable {
         FlowTable {
             // Starts empty and grows on the slow path up to `capacity`.
             map: HashMap::default(),
+            shapes: Interner::default(),
             // 0: cache nothing (every packet takes the slow path: a cold engine).
             capacity,
             evictions: 0,
@@ -113,21 +159,36 @@ impl FlowTable {
         self.map.is_empty()
     }
 
-    /// Bytes the table holds on the heap (its buckets: key, entry and control byte each).
+    /// Bytes the table holds on the heap: its buckets (key, entry and control byte
+    /// each) and the shapes they share.
     pub fn memory_bytes(&self) -> usize {
         hash_table_bytes(
             self.map.capacity(),
-            std::mem::size_of::<(FlowKey, FlowEntry)>(),
-        )
+            std::mem::size_of::<(FlowKey, Stored)>(),
+        ) + self.shapes.memory_bytes()
     }
 
     /// The entry for `key`, if it was computed for exactly these fields under `generation`.
     /// (The key already pins addresses, protocol and ports; the rest is compared here.)
-    pub fn get(&self, key: &FlowKey, fields: &Fields, generation: u64) -> Option<&FlowEntry> {
-        let pins = FlowPins::of(fields);
-        self.map
-            .get(key)
-            .filter(|e| e.generation == generation && e.pins == pins)
+    pub fn get(&self, key: &FlowKey, fields: &Fields, generation: u64) -> Option<Cached<'_>> {
+        let e = self.map.get(key)?;
+        let shape = self.shapes.get(e.shape)?;
+        if shape.generation != generation || shape.pins != FlowPins::of(fields) {
+            return None;
+        }
+        let action = match shape.action {
+            ActionShape::Reply => CachedAction::Reply(e.conn),
+            ActionShape::Allow { stateful, decided } => CachedAction::Allow {
+                conn: stateful.then_some(e.conn),
+                decided,
+            },
+            ActionShape::Drop { reason, decided } => CachedAction::Drop { reason, decided },
+        };
+        Some(Cached {
+            action,
+            rewrite: e.own.join(&shape.rewrite),
+            shape,
+        })
     }
 
     pub fn insert(&mut self, key: FlowKey, entry: FlowEntry) {
@@ -137,24 +198,65 @@ impl FlowTable {
         if self.map.len() >= self.capacity && !self.map.contains_key(&key) {
             // Evict one entry: any will do, it is only a cache.
             if let Some(k) = self.map.keys().next().copied() {
-                self.map.remove(&k);
+                self.remove(&k);
                 self.evictions += 1;
             }
         }
-        self.map.insert(key, entry);
+        let (action, conn) = match entry.action {
+            CachedAction::Reply(c) => (ActionShape::Reply, c),
+            CachedAction::Allow { conn, decided } => (
+                ActionShape::Allow {
+                    stateful: conn.is_some(),
+                    decided,
+                },
+                conn.unwrap_or(ConnRef::NONE),
+            ),
+            CachedAction::Drop { reason, decided } => {
+                (ActionShape::Drop { reason, decided }, ConnRef::NONE)
+            }
+        };
+        let (own, rewrite) = PerFlow::split(&entry.rewrite);
+        let shape = self.shapes.acquire(FlowShape {
+            pins: entry.pins,
+            generation: entry.generation,
+            action,
+            rewrite,
+            delivery: entry.delivery,
+            topology: entry.topology,
+            hits: entry.hits,
+        });
+        if let Some(old) = self.map.insert(key, Stored { shape, own, conn }) {
+            self.shapes.release(old.shape);
+        }
     }
 
     /// Remembers where the switch delivered this flow, under policy topology `topology`.
     pub fn remember_delivery(&mut self, key: &FlowKey, d: Delivery, topology: u64) {
-        if let Some(e) = self.map.get_mut(key) {
-            e.delivery = d;
-            e.topology = topology;
+        let Some(e) = self.map.get_mut(key) else {
+            return;
+        };
+        let Some(shape) = self.shapes.get(e.shape) else {
+            return;
+        };
+        if shape.delivery == d && shape.topology == topology {
+            return;
         }
+        let mut next = shape.clone();
+        next.delivery = d;
+        next.topology = topology;
+        let old = std::mem::replace(&mut e.shape, self.shapes.acquire(next));
+        self.shapes.release(old);
     }
 
     /// Forgets a flow; whether there was one.
     pub fn remove(&mut self, key: &FlowKey) -> bool {
-        self.map.remove(key).is_some()
+        match self.map.remove(key) {
+            Some(old) => {
+                self.shapes.release(old.shape);
+                true
+            }
+            None => false,
+        }
     }
 }
 

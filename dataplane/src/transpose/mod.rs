@@ -55,6 +55,46 @@ pub struct Encap {
     pub vni: u32,
 }
 
+/// The rewrite fields that differ from flow to flow on one path: the L4 ports (a NAT
+/// chooses them per connection) and VXLAN's outer source port (an entropy hash of the
+/// inner flow). The rest of a rewrite is shared, and interned by the tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PerFlow {
+    src_port: Option<u16>,
+    dst_port: Option<u16>,
+    /// VXLAN's outer UDP source port.
+    udp_src: u16,
+}
+
+impl PerFlow {
+    /// Splits the per-flow fields off a rewrite.
+    pub fn split(rewrite: &Transposition) -> (PerFlow, Transposition) {
+        let mut shared = *rewrite;
+        shared.src_port = None;
+        shared.dst_port = None;
+        let mut udp_src = 0;
+        if let Some(e) = shared.encap.as_mut() {
+            udp_src = std::mem::take(&mut e.udp_src);
+        }
+        let own = PerFlow {
+            src_port: rewrite.src_port,
+            dst_port: rewrite.dst_port,
+            udp_src,
+        };
+        (own, shared)
+    }
+
+    pub fn join(self, shared: &Transposition) -> Transposition {
+        let mut t = *shared;
+        t.src_port = self.src_port;
+        t.dst_port = self.dst_port;
+        if let Some(e) = t.encap.as_mut() {
+            e.udp_src = self.udp_src;
+        }
+        t
+    }
+}
+
 /// A composite header rewrite. `None` / `Keep` / `false` leave a header as it is.
 ///
 /// Order of application: `decap` strips the outer Ethernet/IP/UDP/VXLAN headers; then the
@@ -160,5 +200,31 @@ impl Transposition {
             VlanOp::Pop => g.vlan = None,
         }
         (g, id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_flow_fields_round_trip_through_a_shared_shape() {
+        let mut t = Transposition {
+            src_port: Some(5000),
+            ..Transposition::NONE
+        };
+        t.encap = Some(Encap {
+            src_mac: strata_rules::model::Mac([2, 0, 0, 0, 0, 1]),
+            dst_mac: strata_rules::model::Mac([2, 0, 0, 0, 0, 2]),
+            src_ip: std::net::Ipv4Addr::new(198, 19, 0, 1).into(),
+            dst_ip: std::net::Ipv4Addr::new(198, 19, 0, 2).into(),
+            udp_src: 49_999,
+            udp_dst: 4789,
+            vni: 7,
+        });
+        let (own, shared) = PerFlow::split(&t);
+        assert_eq!(shared.src_port, None);
+        assert_eq!(shared.encap.map(|e| e.udp_src), Some(0));
+        assert_eq!(own.join(&shared), t);
     }
 }
