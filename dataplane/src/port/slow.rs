@@ -167,7 +167,9 @@ impl PortPath<'_> {
         let mut rewrite = Transposition::NONE;
         if let Some(conn) = self.state.conns.live(c, now) {
             conn.generation = generation;
-            rewrite = conn.reply_rewrite;
+        }
+        if let Some([_, reply]) = self.state.conns.rewrites(c) {
+            rewrite = reply;
         }
         if self
             .state
@@ -192,12 +194,18 @@ impl PortPath<'_> {
         nat: &mut NatState,
     ) -> Step {
         let mut rewrite = ev.rewrite;
-        if let Some(conn) = self.state.conns.live(c, now) {
+        let live = self.state.conns.live(c, now).map(|conn| {
             conn.generation = self.port.generation;
             conn.orig_fields = m.fields;
             conn.orig_icmp_id = m.icmp_id;
-            rewrite = conn.rewrite;
-            if ev.fresh_snat && conn.bindings.snat != ev.bindings.snat {
+            // Whether the evaluation allocated a NAT port the connection does not use.
+            ev.fresh_snat && conn.bindings.snat != ev.bindings.snat
+        });
+        if let Some(unused_snat) = live {
+            if let Some([own, _]) = self.state.conns.rewrites(c) {
+                rewrite = own;
+            }
+            if unused_snat {
                 release_fresh(nat, ev);
             }
         }
@@ -235,8 +243,7 @@ impl PortPath<'_> {
             key: k,
             exit_key,
             orig_dir: dir,
-            rewrite: ev.rewrite,
-            reply_rewrite: reply_rewrite(&m.fields, m.icmp_id, &ev.out, ev.out_icmp_id),
+            rewrites: Default::default(),
             bindings: ev.bindings,
             orig_fields: m.fields,
             orig_icmp_id: m.icmp_id,
@@ -246,7 +253,11 @@ impl PortPath<'_> {
             last_seen: now,
             generation: self.port.generation,
         };
-        let Ok(c) = self.state.conns.insert(conn, now) else {
+        let rewrites = [
+            ev.rewrite,
+            reply_rewrite(&m.fields, m.icmp_id, &ev.out, ev.out_icmp_id),
+        ];
+        let Ok(c) = self.state.conns.insert(conn, rewrites, now) else {
             release_fresh(nat, ev);
             return Step::Return(Traversal::drop(DropReason::ConnectionTableFull, ev.decided));
         };

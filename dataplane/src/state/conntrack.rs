@@ -5,17 +5,22 @@
 //! reference from a flow-table entry is detected, never misapplied) and are indexed by
 //! their originating direction and [`ConnKey`] twice: as the first packet entered the
 //! port (`entry_key`: later packets of the same direction) and as it left it after the
-//! layers' transpositions (`exit_key`: replies arrive as its reverse). A removed
+//! layers' transpositions (`exit_key`: replies arrive as its reverse). An index holds
+//! only the 8-byte reference under the key's hash and compares keys in the slab (as
+//! VPP's and DPDK's flow tables do), so a key is stored once; the rewrites a connection
+//! keeps are interned per table, its own NAT ports beside it ([`PerFlow`]). A removed
 //! connection's NAT binding is queued in `released` for the owner of the NAT pools.
 //! Timeouts and the TCP state machine are the shared definitions of `strata_rules::conn`,
 //! so the engine and the reference evaluator age connections alike.
 
 use ahash::RandomState;
-
-use std::collections::HashMap;
+use hashbrown::HashTable;
 
 use strata_rules::conn::{self as spec, ConnKey, Segment, TcpSeq, TcpState, TcpTrack};
 use strata_rules::model::{Direction, Fields, proto};
+
+use super::intern::Interner;
+use crate::transpose::{PerFlow, Transposition};
 
 /// A handle on a connection; detects that the slot was reused.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -49,9 +54,9 @@ pub struct Connection {
     /// Its key where it left the port, after the layers' transpositions.
     pub exit_key: ConnKey,
     pub orig_dir: Direction,
-    /// The rewrite of the connection's own direction, and of its replies.
-    pub rewrite: crate::transpose::Transposition,
-    pub reply_rewrite: crate::transpose::Transposition,
+    /// The rewrite of the connection's own direction, and of its replies: set by
+    /// [`ConnTable::insert`], read with [`ConnTable::rewrites`].
+    pub rewrites: Rewrites,
     pub bindings: Bindings,
     /// The headers that opened (or last re-validated) it: re-evaluated when the policy
     /// changes.
@@ -73,6 +78,14 @@ impl Connection {
     }
 }
 
+/// Where a connection's rewrites are: the shared part interned in its table, the
+/// per-flow part (NAT ports) here.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rewrites {
+    shared: u32,
+    own: [PerFlow; 2],
+}
+
 /// What a connection has carried, for listings (`strata ctl flows`). Kept beside the
 /// connection, not in it: the packet path only bumps it in `touch`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -92,8 +105,13 @@ struct Slot {
 
 /// The connection table of one port, bounded by `capacity`.
 pub struct ConnTable {
-    index: HashMap<(Direction, ConnKey), ConnRef, RandomState>,
-    by_exit: HashMap<(Direction, ConnKey), ConnRef, RandomState>,
+    /// By `(orig_dir, key)`.
+    index: HashTable<ConnRef>,
+    /// By `(orig_dir, exit_key)`.
+    by_exit: HashTable<ConnRef>,
+    hasher: RandomState,
+    /// The shared parts of the connections' rewrites (own direction, replies).
+    rewrites: Interner<[Transposition; 2]>,
     /// Bindings of removed connections, for the NAT pools' owner to free.
     pub released: Vec<Bindings>,
     slots: Vec<Slot>,
@@ -124,6 +142,22 @@ pub enum Touch {
     Gone,
 }
 
+/// Which of a table's two indexes.
+#[derive(Clone, Copy)]
+enum Index {
+    Entry,
+    Exit,
+}
+
+impl Index {
+    fn key(self, c: &Connection) -> &ConnKey {
+        match self {
+            Index::Entry => &c.key,
+            Index::Exit => &c.exit_key,
+        }
+    }
+}
+
 /// The table is full of live connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
@@ -133,8 +167,10 @@ impl ConnTable {
         ConnTable {
             // Tables start empty and grow on the slow path up to their capacity: a port
             // with a handful of flows costs a handful of entries.
-            index: HashMap::default(),
-            by_exit: HashMap::default(),
+            index: HashTable::new(),
+            by_exit: HashTable::new(),
+            hasher: RandomState::new(),
+            rewrites: Interner::default(),
             released: Vec::new(),
             slots: Vec::new(),
             free: Vec::new(),
@@ -154,11 +190,12 @@ impl ConnTable {
 
     /// Bytes the table holds on the heap: the slab, its free list and both indexes.
     pub fn memory_bytes(&self) -> usize {
-        let index = std::mem::size_of::<((Direction, ConnKey), ConnRef)>();
+        let index = std::mem::size_of::<ConnRef>();
         self.slots.capacity() * std::mem::size_of::<Slot>()
             + self.free.capacity() * std::mem::size_of::<u32>()
             + super::uft::hash_table_bytes(self.index.capacity(), index)
             + super::uft::hash_table_bytes(self.by_exit.capacity(), index)
+            + self.rewrites.memory_bytes()
     }
 
     pub fn get(&self, r: ConnRef) -> Option<&Connection> {
@@ -182,8 +219,67 @@ impl ConnTable {
 
     /// Finds the live connection with this originating direction and key.
     pub fn lookup(&mut self, orig_dir: Direction, key: ConnKey, now: u64) -> Option<ConnRef> {
-        let r = *self.index.get(&(orig_dir, key))?;
+        let r = self.find(Index::Entry, orig_dir, &key)?;
         self.live(r, now).map(|_| r)
+    }
+
+    /// The rewrites of connection `r`: its own direction's, and its replies'.
+    pub fn rewrites(&self, r: ConnRef) -> Option<[Transposition; 2]> {
+        let w = self.get(r)?.rewrites;
+        let shared = self.rewrites.get(w.shared)?;
+        Some([w.own[0].join(&shared[0]), w.own[1].join(&shared[1])])
+    }
+
+    fn hash(&self, dir: Direction, key: &ConnKey) -> u64 {
+        self.hasher.hash_one((dir, key))
+    }
+
+    /// The connection an index holds under `(dir, key)`.
+    fn find(&self, which: Index, dir: Direction, key: &ConnKey) -> Option<ConnRef> {
+        let hash = self.hash(dir, key);
+        let (table, slots) = (self.table(which), &self.slots);
+        let found = table.find(hash, |r| {
+            slots
+                .get(r.slot as usize)
+                .and_then(|s| s.conn.as_ref())
+                .is_some_and(|c| c.orig_dir == dir && which.key(c) == key)
+        });
+        found.copied()
+    }
+
+    fn table(&self, which: Index) -> &HashTable<ConnRef> {
+        match which {
+            Index::Entry => &self.index,
+            Index::Exit => &self.by_exit,
+        }
+    }
+
+    /// Takes `r` out of an index, where it is under `(dir, key)`.
+    fn unindex(&mut self, which: Index, dir: Direction, key: &ConnKey, r: ConnRef) {
+        let hash = self.hash(dir, key);
+        let table = match which {
+            Index::Entry => &mut self.index,
+            Index::Exit => &mut self.by_exit,
+        };
+        if let Ok(e) = table.find_entry(hash, |x| *x == r) {
+            e.remove();
+        }
+    }
+
+    /// Puts `r` (already in its slot) in an index under `(dir, key)`.
+    fn reindex(&mut self, which: Index, dir: Direction, key: &ConnKey, r: ConnRef) {
+        let hash = self.hash(dir, key);
+        let (table, slots, hasher) = match which {
+            Index::Entry => (&mut self.index, &self.slots, &self.hasher),
+            Index::Exit => (&mut self.by_exit, &self.slots, &self.hasher),
+        };
+        // Rehashing on growth reads each connection's key back from the slab.
+        table.insert_unique(hash, r, |x| {
+            slots
+                .get(x.slot as usize)
+                .and_then(|s| s.conn.as_ref())
+                .map_or(0, |c| hasher.hash_one((c.orig_dir, which.key(c))))
+        });
     }
 
     /// Finds the live connection whose replies look like `reply_key` arriving in
@@ -194,16 +290,19 @@ impl ConnTable {
         reply_key: ConnKey,
         now: u64,
     ) -> Option<ConnRef> {
-        let r = *self
-            .by_exit
-            .get(&(reply_dir.reverse(), reply_key.reverse()))?;
+        let r = self.find(Index::Exit, reply_dir.reverse(), &reply_key.reverse())?;
         self.live(r, now).map(|_| r)
     }
 
     /// Records a new connection. Each insert sweeps a few slots (expiry is amortised);
     /// when full, a bounded sweep reclaims expired connections, else one that is only
     /// half-open or closing (established ones are never evicted), else it fails.
-    pub fn insert(&mut self, conn: Connection, now: u64) -> Result<ConnRef, Full> {
+    pub fn insert(
+        &mut self,
+        mut conn: Connection,
+        rewrites: [Transposition; 2],
+        now: u64,
+    ) -> Result<ConnRef, Full> {
         self.sweep_some(now, SWEEP_PER_INSERT, false);
         if self.index.len() >= self.capacity
             && self.sweep_some(now, SWEEP_WHEN_FULL, false) == 0
@@ -211,8 +310,20 @@ impl ConnTable {
         {
             return Err(Full);
         }
-        let idx = (conn.orig_dir, conn.key);
-        let exit = (conn.orig_dir, conn.exit_key);
+        // A connection recorded under the same key, or leaving under the same exit key,
+        // gives way to the new one.
+        let (dir, key, exit_key) = (conn.orig_dir, conn.key, conn.exit_key);
+        if let Some(old) = self.find(Index::Entry, dir, &key) {
+            self.remove(old);
+        }
+        if let Some(old) = self.find(Index::Exit, dir, &exit_key) {
+            self.remove(old);
+        }
+        let [(own0, shared0), (own1, shared1)] = rewrites.map(|t| PerFlow::split(&t));
+        conn.rewrites = Rewrites {
+            shared: self.rewrites.acquire([shared0, shared1]),
+            own: [own0, own1],
+        };
         let usage = ConnUsage {
             opened: now,
             packets_orig: 1,
@@ -242,28 +353,18 @@ impl ConnTable {
                 ConnRef { slot, serial: 0 }
             }
         };
-        if let Some(old) = self.index.insert(idx, r) {
-            self.remove(old);
-            self.index.insert(idx, r);
-        }
-        if let Some(old) = self.by_exit.insert(exit, r)
-            && old != r
-        {
-            self.remove(old);
-            self.by_exit.insert(exit, r);
-        }
+        self.reindex(Index::Entry, dir, &key, r);
+        self.reindex(Index::Exit, dir, &exit_key, r);
         Ok(r)
     }
 
     pub fn remove(&mut self, r: ConnRef) {
         let Some(c) = self.get(r) else { return };
-        let (idx, exit, bindings) = ((c.orig_dir, c.key), (c.orig_dir, c.exit_key), c.bindings);
-        if self.index.get(&idx) == Some(&r) {
-            self.index.remove(&idx);
-        }
-        if self.by_exit.get(&exit) == Some(&r) {
-            self.by_exit.remove(&exit);
-        }
+        let (dir, key, exit_key, bindings, shared) =
+            (c.orig_dir, c.key, c.exit_key, c.bindings, c.rewrites.shared);
+        self.unindex(Index::Entry, dir, &key, r);
+        self.unindex(Index::Exit, dir, &exit_key, r);
+        self.rewrites.release(shared);
         if let Some(s) = self.slots.get_mut(r.slot as usize)
             && s.serial == r.serial
             && s.conn.take().is_some()
@@ -334,7 +435,7 @@ impl ConnTable {
     pub fn sweep(&mut self, now: u64) -> usize {
         let dead: Vec<ConnRef> = self
             .index
-            .values()
+            .iter()
             .copied()
             .filter(|r| self.get(*r).is_some_and(|c| c.expired(now)))
             .collect();
