@@ -33,7 +33,7 @@ use std::sync::Arc;
 use strata_dataplane::CompiledPolicy;
 use strata_dataplane::device::memory::MemoryDevice;
 use strata_dataplane::engine::Engine;
-use strata_dataplane::policy::CompileOptions;
+use strata_dataplane::policy::{CompileOptions, PortId};
 use strata_dataplane::state::Limits;
 use strata_dataplane::worker::Worker;
 use strata_rules::Policy;
@@ -223,7 +223,13 @@ impl Bench {
         };
         let mut b = Bench {
             worker: Worker::new(engine),
-            device: MemoryDevice::new(frames_of(mode, share, w, workers), None, 0),
+            // The endpoint's own device, as the service gives each port one: the frames
+            // enter at its port (slot 0, the workload's one endpoint).
+            device: MemoryDevice::new(
+                frames_of(mode, share, w, workers),
+                Some(PortId::Endpoint(0)),
+                0,
+            ),
         };
         match mode {
             Mode::New => {}

@@ -21,6 +21,7 @@
 
 pub mod arp;
 pub mod checksum;
+mod common;
 pub mod ethernet;
 pub mod icmp;
 pub mod ipv4;
@@ -272,6 +273,14 @@ pub fn parse_captured(frame: &[u8], orig_len: u32) -> Result<Parsed, ParseError>
 }
 
 fn parse_inner(frame: &[u8], snapped: bool) -> Result<Parsed, ParseError> {
+    match common::parse(frame) {
+        Some(p) => Ok(p),
+        None => parse_any(frame, snapped),
+    }
+}
+
+/// Every frame, header by header (the common case's shortcut aside: `common`).
+pub(crate) fn parse_any(frame: &[u8], snapped: bool) -> Result<Parsed, ParseError> {
     let eth = ethernet::parse(frame)?;
     let mut p = Parsed {
         kind: FrameKind::Other {
