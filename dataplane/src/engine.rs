@@ -34,6 +34,10 @@ use crate::transpose::bytes::{self, DEFAULT_HEADROOM, PacketBuf};
 use crate::verdict::{Answer, Verdict, VerdictRecord};
 use strata_rules::conn::tcp_flags;
 
+/// Paths beyond which the flow state no longer fits the caches (80 bytes a path, and
+/// as much again of connection state: ~2 MB at 16k paths).
+const WARM_ABOVE_PATHS: usize = 16 * 1024;
+
 /// The direction a frame entering at `ingress` travels.
 fn direction_of(ingress: PortId) -> Direction {
     match ingress {
@@ -287,6 +291,39 @@ impl Engine {
             state: &mut self.state,
         };
         sw.decide(ingress, frame, ts_ns)
+    }
+
+    /// Whether the flow state is too big for the CPU caches to keep (more than ~2 MB
+    /// of paths): then the worker [`warm`](Self::warm)s each batch before processing it.
+    pub fn tables_outgrow_caches(&self) -> bool {
+        self.state.paths.len() > WARM_ABOVE_PATHS
+    }
+
+    /// Brings a frame's flow state into the cache: its path entry and the connections
+    /// the path keeps alive, looked up and read but not changed (a later packet of the
+    /// batch may change them; processing looks them up again, now from the cache). For
+    /// a frame received at a known port; others are not warmed.
+    pub fn warm(&self, port: Option<PortId>, parsed: &Result<Parsed, packet::ParseError>) {
+        let (Some(ingress), Ok(p)) = (port, parsed) else {
+            return;
+        };
+        if !self.whole_flow_packet(p) {
+            return;
+        }
+        let key = PathKey::new(
+            FlowKey::of_fields(direction_of(ingress), &p.fields, p.icmp_id),
+            ingress,
+        );
+        let Some((e, shape)) = self.state.paths.get(&key) else {
+            return;
+        };
+        for (i, leg) in shape.legs.iter().enumerate() {
+            if let (Some((c, _)), Some(Some(ps))) =
+                (e.conn(shape, i), self.state.ports.get(leg.slot))
+            {
+                std::hint::black_box(ps.conns.get(c).map(|c| c.last_seen));
+            }
+        }
     }
 
     /// Whether a parsed frame is a whole IP packet of a flow, as the path table keeps

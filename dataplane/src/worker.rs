@@ -102,6 +102,8 @@ pub struct Worker {
     /// When the uplink's unknown neighbours were last asked for (live devices only).
     solicited: Option<Instant>,
     solicitations: Vec<Vec<u8>>,
+    /// The batch's frames parsed (the first stage), kept between batches.
+    parsed: Vec<Result<crate::packet::Parsed, crate::packet::ParseError>>,
 }
 
 /// How often the uplink's unknown neighbours are asked for.
@@ -123,6 +125,7 @@ impl Worker {
             handoff: None,
             solicited: None,
             solicitations: Vec::new(),
+            parsed: Vec::with_capacity(BATCH),
         }
     }
 
@@ -339,14 +342,29 @@ impl Worker {
             frames,
             engine_time,
             handoff,
+            parsed,
             ..
         } = self;
         // The snapshot does not change within a batch (it is installed between batches):
         // one handle for the batch names every outcome.
         let policy = std::sync::Arc::clone(engine.policy());
-        for f in batch.frames() {
-            // One parse for the owner and the engine.
-            let parsed = crate::packet::parse_captured(&f.data, f.orig_len);
+        // The batch in stages, as VPP runs its vectors: every frame parsed (one parse for
+        // the owner and the engine), then — when the tables outgrow the caches — every
+        // frame's flow state fetched, so that the memory misses of the whole batch
+        // overlap instead of stalling each packet in turn; then each packet processed.
+        parsed.clear();
+        parsed.extend(
+            batch
+                .frames()
+                .iter()
+                .map(|f| crate::packet::parse_captured(&f.data, f.orig_len)),
+        );
+        if engine.tables_outgrow_caches() {
+            for (f, p) in batch.frames().iter().zip(parsed.iter()) {
+                engine.warm(f.port, p);
+            }
+        }
+        for (f, parsed) in batch.frames().iter().zip(parsed.drain(..)) {
             if let (Some(h), false, Some(port)) = (handoff.as_mut(), handed, f.port) {
                 match ownership::owner_parsed(&policy, port, &f.data, &parsed, h.workers()) {
                     Owner::Worker(w) if w != h.me() => {

@@ -33,13 +33,17 @@ pub mod tcp_flags {
 /// What identifies a connection: the 5-tuple, with ICMP echo identifiers standing in for
 /// ports (source and destination port both = identifier, so request and reply reverse
 /// into each other). Other ICMP messages have no connection.
+///
+/// Laid out as declared, the protocol first: the engine's connection records keep it in
+/// the cache line every packet touches (its idle timeout depends on it).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[repr(C)]
 pub struct ConnKey {
-    pub src_ip: IpAddr,
-    pub dst_ip: IpAddr,
     pub protocol: u8,
     pub src_port: u16,
     pub dst_port: u16,
+    pub src_ip: IpAddr,
+    pub dst_ip: IpAddr,
 }
 
 impl ConnKey {

@@ -46,14 +46,23 @@ pub struct Bindings {
     pub backend: Option<(u16, u16)>,
 }
 
-/// One recorded connection.
+/// One recorded connection. Laid out as declared: what every packet reads or writes
+/// first (its clock, generation, state, and the key's protocol), within the first cache
+/// line of its slot; TCP's sequence tracking next; what only the slow path reads after.
 #[derive(Clone, Debug)]
+#[repr(C)]
 pub struct Connection {
+    pub last_seen: u64,
+    /// The port generation under which it was last validated.
+    pub generation: u64,
+    pub tcp: TcpState,
+    pub orig_dir: Direction,
     /// The first packet's key where it entered the port.
     pub key: ConnKey,
+    /// TCP sequence tracking (judges RSTs).
+    pub track: TcpTrack,
     /// Its key where it left the port, after the layers' transpositions.
     pub exit_key: ConnKey,
-    pub orig_dir: Direction,
     /// The rewrite of the connection's own direction, and of its replies: set by
     /// [`ConnTable::insert`], read with [`ConnTable::rewrites`].
     pub rewrites: Rewrites,
@@ -64,12 +73,6 @@ pub struct Connection {
     pub orig_icmp_id: Option<u16>,
     /// The ICMP type and code of the packet that opened it (echo: which type answers).
     pub opened_by: Option<(u8, u8)>,
-    pub tcp: TcpState,
-    /// TCP sequence tracking (judges RSTs).
-    pub track: TcpTrack,
-    pub last_seen: u64,
-    /// The port generation under which it was last validated.
-    pub generation: u64,
 }
 
 impl Connection {
@@ -97,10 +100,13 @@ pub struct ConnUsage {
     pub packets_reply: u64,
 }
 
+/// A slab slot, on cache-line boundaries: its serial, its usage counts and the start of
+/// its connection (see [`Connection`]) share the first line.
+#[repr(C, align(64))]
 struct Slot {
     serial: u32,
-    conn: Option<Connection>,
     usage: ConnUsage,
+    conn: Option<Connection>,
 }
 
 /// The connection table of one port, bounded by `capacity`.
@@ -477,5 +483,27 @@ impl ConnTable {
             }
         }
         removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::{offset_of, size_of};
+
+    use super::*;
+
+    #[test]
+    fn what_every_packet_touches_shares_the_first_cache_line_of_a_slot() {
+        let conn = offset_of!(Slot, conn);
+        let last = conn + offset_of!(Connection, key) + offset_of!(ConnKey, protocol);
+        assert!(last < 64, "the key's protocol at {last}");
+        assert!(offset_of!(Slot, usage) + size_of::<ConnUsage>() <= 64);
+        assert_eq!(size_of::<Option<Connection>>(), size_of::<Connection>());
+        assert_eq!(std::mem::align_of::<Slot>(), 64);
+        eprintln!(
+            "slot {} bytes, connection {}",
+            size_of::<Slot>(),
+            size_of::<Connection>()
+        );
     }
 }
