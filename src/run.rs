@@ -151,7 +151,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
     while !handle.stopping() {
         std::thread::sleep(Duration::from_millis(100));
         if !service.running() {
-            died = true;
+            // A signal may have stopped the workers since the loop's condition was read:
+            // only a worker that ended with nobody asking it to has died.
+            died = !handle.stopping();
             handle.stop();
             break;
         }
