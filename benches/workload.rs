@@ -209,18 +209,19 @@ impl Bench {
     pub fn of(mode: Mode, flows: u32, w: u32, workers: u32) -> Bench {
         let workers = workers.max(1);
         let share = flows.max(1).div_ceil(workers);
-        let engine = match mode {
-            Mode::Full => {
-                let compiled =
-                    CompiledPolicy::compile(&policy(mode), None, CompileOptions::default());
-                let limits = Limits {
-                    connections: FULL_TABLE,
-                    ..Limits::default()
-                };
-                Engine::new(Arc::new(compiled), limits)
-            }
-            _ => Engine::for_policy(&policy(mode)),
+        // Every table sized at start for the flows the run carries (`Limits::reserve`,
+        // `strata run --preallocate`): no growth inside the measurement.
+        let limits = Limits {
+            connections: if mode == Mode::Full {
+                FULL_TABLE
+            } else {
+                Limits::default().connections
+            },
+            reserve: share as usize,
+            ..Limits::default()
         };
+        let compiled = CompiledPolicy::compile(&policy(mode), None, CompileOptions::default());
+        let engine = Engine::new(Arc::new(compiled), limits);
         let mut b = Bench {
             worker: Worker::new(engine),
             // The endpoint's own device, as the service gives each port one: the frames

@@ -42,6 +42,14 @@ pub struct Args {
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9101).
     #[arg(long)]
     pub metrics: Option<String>,
+    /// The most flows each port's flow and connection tables hold (and each worker's
+    /// path table); a new flow beyond is refused as `connection-table-full`.
+    #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub flows: u32,
+    /// Size those tables for `--flows` at start: the memory is taken at once (about
+    /// 650 bytes a flow, per port and worker) and no table grows on the packet path.
+    #[arg(long)]
+    pub preallocate: bool,
 }
 
 /// The most workers: beyond the cores of any host it would run on.
@@ -91,8 +99,15 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let state = PolicyState::of_files(documents)
         .map_err(|r| Failure::Input(format!("invalid policy {name}:\n{r}")))?;
     let policy = state.current().clone();
+    let flows = args.flows as usize;
     let config = ServiceConfig {
         workers: args.workers,
+        limits: strata_dataplane::state::Limits {
+            flows,
+            connections: flows,
+            reserve: if args.preallocate { flows } else { 0 },
+            ..Default::default()
+        },
         ..ServiceConfig::default()
     };
     let service = Service::start(policy, config).map_err(|e| match e {

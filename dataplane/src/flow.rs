@@ -90,6 +90,12 @@ impl FlowKey {
 }
 
 impl FlowKey {
+    /// Connection key `k` with its originating direction, packed as a flow key (words
+    /// hash faster than its addresses' enums).
+    pub fn of_conn(dir: Direction, k: &ConnKey) -> FlowKey {
+        key(dir, k.src_ip, k.dst_ip, k.protocol, k.src_port, k.dst_port)
+    }
+
     /// The key under which replies to connection `k`, opened in direction `dir`, arrive.
     pub fn reply_of(dir: Direction, k: &ConnKey) -> FlowKey {
         let (a, b) = if proto::is_icmp(k.protocol) {

@@ -53,8 +53,8 @@ impl PortPath<'_> {
             conn: conn.map(|c| (c, from_orig)),
             hits: shape.hits.clone(),
         };
-        if shape.topology == self.topology {
-            t.delivery = shape.delivery;
+        if e.topology == self.topology {
+            t.delivery = e.delivery;
         } else {
             t.delivery = Delivery::Unknown;
         }

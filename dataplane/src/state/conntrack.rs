@@ -148,6 +148,11 @@ pub enum Touch {
     Gone,
 }
 
+/// Where `(dir, key)` hashes in an index: as a packed flow key.
+fn hash_of(hasher: &RandomState, dir: Direction, key: &ConnKey) -> u64 {
+    hasher.hash_one(crate::flow::FlowKey::of_conn(dir, key))
+}
+
 /// Which of a table's two indexes.
 #[derive(Clone, Copy)]
 enum Index {
@@ -169,16 +174,18 @@ impl Index {
 pub struct Full;
 
 impl ConnTable {
-    pub fn new(capacity: usize) -> ConnTable {
+    /// A table of at most `capacity` connections, sized for `reserve` of them at start.
+    pub fn new(capacity: usize, reserve: usize) -> ConnTable {
+        let reserve = reserve.min(capacity);
         ConnTable {
-            // Tables start empty and grow on the slow path up to their capacity: a port
-            // with a handful of flows costs a handful of entries.
-            index: HashTable::new(),
-            by_exit: HashTable::new(),
+            // Unless reserved, tables start empty and grow on the slow path up to their
+            // capacity: a port with a handful of flows costs a handful of entries.
+            index: HashTable::with_capacity(reserve),
+            by_exit: HashTable::with_capacity(reserve),
             hasher: RandomState::new(),
             rewrites: Interner::default(),
             released: Vec::new(),
-            slots: Vec::new(),
+            slots: Vec::with_capacity(reserve),
             free: Vec::new(),
             capacity,
             cursor: 0,
@@ -237,12 +244,21 @@ impl ConnTable {
     }
 
     fn hash(&self, dir: Direction, key: &ConnKey) -> u64 {
-        self.hasher.hash_one((dir, key))
+        hash_of(&self.hasher, dir, key)
     }
 
     /// The connection an index holds under `(dir, key)`.
     fn find(&self, which: Index, dir: Direction, key: &ConnKey) -> Option<ConnRef> {
-        let hash = self.hash(dir, key);
+        self.find_hashed(which, self.hash(dir, key), dir, key)
+    }
+
+    fn find_hashed(
+        &self,
+        which: Index,
+        hash: u64,
+        dir: Direction,
+        key: &ConnKey,
+    ) -> Option<ConnRef> {
         let (table, slots) = (self.table(which), &self.slots);
         let found = table.find(hash, |r| {
             slots
@@ -273,8 +289,7 @@ impl ConnTable {
     }
 
     /// Puts `r` (already in its slot) in an index under `(dir, key)`.
-    fn reindex(&mut self, which: Index, dir: Direction, key: &ConnKey, r: ConnRef) {
-        let hash = self.hash(dir, key);
+    fn reindex(&mut self, which: Index, hash: u64, r: ConnRef) {
         let (table, slots, hasher) = match which {
             Index::Entry => (&mut self.index, &self.slots, &self.hasher),
             Index::Exit => (&mut self.by_exit, &self.slots, &self.hasher),
@@ -284,7 +299,7 @@ impl ConnTable {
             slots
                 .get(x.slot as usize)
                 .and_then(|s| s.conn.as_ref())
-                .map_or(0, |c| hasher.hash_one((c.orig_dir, which.key(c))))
+                .map_or(0, |c| hash_of(hasher, c.orig_dir, which.key(c)))
         });
     }
 
@@ -319,10 +334,11 @@ impl ConnTable {
         // A connection recorded under the same key, or leaving under the same exit key,
         // gives way to the new one.
         let (dir, key, exit_key) = (conn.orig_dir, conn.key, conn.exit_key);
-        if let Some(old) = self.find(Index::Entry, dir, &key) {
+        let (by_key, by_exit) = (self.hash(dir, &key), self.hash(dir, &exit_key));
+        if let Some(old) = self.find_hashed(Index::Entry, by_key, dir, &key) {
             self.remove(old);
         }
-        if let Some(old) = self.find(Index::Exit, dir, &exit_key) {
+        if let Some(old) = self.find_hashed(Index::Exit, by_exit, dir, &exit_key) {
             self.remove(old);
         }
         let [(own0, shared0), (own1, shared1)] = rewrites.map(|t| PerFlow::split(&t));
@@ -359,8 +375,8 @@ impl ConnTable {
                 ConnRef { slot, serial: 0 }
             }
         };
-        self.reindex(Index::Entry, dir, &key, r);
-        self.reindex(Index::Exit, dir, &exit_key, r);
+        self.reindex(Index::Entry, by_key, r);
+        self.reindex(Index::Exit, by_exit, r);
         Ok(r)
     }
 

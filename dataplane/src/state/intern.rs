@@ -13,6 +13,9 @@ pub struct Interner<T> {
     index: HashMap<T, u32, RandomState>,
     slots: Vec<(Option<T>, u32)>,
     free: Vec<u32>,
+    /// The value acquired last: flows opened one after another mostly share it, and
+    /// comparing with it costs far less than hashing a value (a path's legs and rewrite).
+    recent: u32,
 }
 
 impl<T> Default for Interner<T> {
@@ -21,6 +24,7 @@ impl<T> Default for Interner<T> {
             index: HashMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
+            recent: u32::MAX,
         }
     }
 }
@@ -32,6 +36,18 @@ impl<T: Hash + Eq + Clone> Interner<T> {
 
     /// The value's id, with one more user.
     pub fn acquire(&mut self, value: T) -> u32 {
+        if let Some((Some(v), users)) = self.slots.get_mut(self.recent as usize)
+            && *v == value
+        {
+            *users += 1;
+            return self.recent;
+        }
+        let id = self.acquire_hashed(value);
+        self.recent = id;
+        id
+    }
+
+    fn acquire_hashed(&mut self, value: T) -> u32 {
         if let Some(&id) = self.index.get(&value) {
             if let Some(s) = self.slots.get_mut(id as usize) {
                 s.1 += 1;

@@ -41,6 +41,11 @@ pub struct Limits {
     pub connections: usize,
     /// Datagrams whose later fragments are awaited, host-wide.
     pub fragments: usize,
+    /// Entries each table is sized for at start (the engine's path table, and each
+    /// port's flows and connections): no table grows — and rehashes on the packet path
+    /// — until it holds more. 0: tables start empty and grow (the default; a host's
+    /// ports mostly carry a handful of flows each).
+    pub reserve: usize,
 }
 
 impl Default for Limits {
@@ -49,6 +54,7 @@ impl Default for Limits {
             flows: 1 << 20,
             connections: 1 << 20,
             fragments: 4096,
+            reserve: 0,
         }
     }
 }
@@ -135,8 +141,8 @@ impl PortState {
         PortState {
             incarnation: p.incarnation,
             generation: p.generation,
-            flows: FlowTable::new(limits.flows),
-            conns: ConnTable::new(limits.connections),
+            flows: FlowTable::new(limits.flows, limits.reserve),
+            conns: ConnTable::new(limits.connections, limits.reserve),
             counters: PortCounters::for_layers(&p.layers),
             last: LastLeg::default(),
             version: 0,
@@ -236,7 +242,7 @@ impl EngineState {
             clock: 0,
             sweep_port: 0,
             fragments: fragments::FragmentTable::new(limits.fragments),
-            paths: path::PathTable::new(limits.flows),
+            paths: path::PathTable::new(limits.flows, limits.reserve),
             legs: smallvec::SmallVec::new(),
             legs_cacheable: false,
             underlay_epoch: 0,

@@ -141,9 +141,10 @@ pub struct PathTable {
 }
 
 impl PathTable {
-    pub fn new(capacity: usize) -> PathTable {
+    /// A table of at most `capacity` paths, sized for `reserve` of them at start.
+    pub fn new(capacity: usize, reserve: usize) -> PathTable {
         PathTable {
-            map: HashMap::default(),
+            map: HashMap::with_capacity_and_hasher(reserve.min(capacity), RandomState::new()),
             shapes: Interner::default(),
             // 0: cache nothing.
             capacity,

@@ -111,23 +111,27 @@ pub struct FlowShape {
     action: ActionShape,
     /// The rewrite less its per-flow fields.
     rewrite: Transposition,
-    pub delivery: Delivery,
-    pub topology: u64,
     pub hits: SmallVec<[u64; 4]>,
 }
 
-/// One flow's own part: its shape, connection and per-flow rewrite fields (24 bytes).
+/// One flow's own part (40 bytes): its shape, connection, per-flow rewrite fields and where the
+/// switch delivered it (learnt after the entry is made, so not part of the shape).
 #[derive(Clone, Copy, Debug)]
 struct Stored {
     shape: u32,
     own: PerFlow,
     conn: ConnRef,
+    delivery: Delivery,
+    topology: u64,
 }
 
 /// A flow-table hit.
 pub struct Cached<'a> {
     pub action: CachedAction,
     pub rewrite: Transposition,
+    pub delivery: Delivery,
+    /// The policy topology `delivery` holds in.
+    pub topology: u64,
     pub shape: &'a FlowShape,
 }
 
@@ -140,10 +144,11 @@ pub struct FlowTable {
 }
 
 impl FlowTable {
-    pub fn new(capacity: usize) -> FlowTable {
+    /// A table of at most `capacity` flows, sized for `reserve` of them at start.
+    pub fn new(capacity: usize, reserve: usize) -> FlowTable {
         FlowTable {
-            // Starts empty and grows on the slow path up to `capacity`.
-            map: HashMap::default(),
+            // Grows on the slow path up to `capacity` once `reserve` is reached.
+            map: HashMap::with_capacity_and_hasher(reserve.min(capacity), RandomState::new()),
             shapes: Interner::default(),
             // 0: cache nothing (every packet takes the slow path: a cold engine).
             capacity,
@@ -187,6 +192,8 @@ impl FlowTable {
         Some(Cached {
             action,
             rewrite: e.own.join(&shape.rewrite),
+            delivery: e.delivery,
+            topology: e.topology,
             shape,
         })
     }
@@ -221,31 +228,26 @@ impl FlowTable {
             generation: entry.generation,
             action,
             rewrite,
-            delivery: entry.delivery,
-            topology: entry.topology,
             hits: entry.hits,
         });
-        if let Some(old) = self.map.insert(key, Stored { shape, own, conn }) {
+        let stored = Stored {
+            shape,
+            own,
+            conn,
+            delivery: entry.delivery,
+            topology: entry.topology,
+        };
+        if let Some(old) = self.map.insert(key, stored) {
             self.shapes.release(old.shape);
         }
     }
 
     /// Remembers where the switch delivered this flow, under policy topology `topology`.
     pub fn remember_delivery(&mut self, key: &FlowKey, d: Delivery, topology: u64) {
-        let Some(e) = self.map.get_mut(key) else {
-            return;
-        };
-        let Some(shape) = self.shapes.get(e.shape) else {
-            return;
-        };
-        if shape.delivery == d && shape.topology == topology {
-            return;
+        if let Some(e) = self.map.get_mut(key) {
+            e.delivery = d;
+            e.topology = topology;
         }
-        let mut next = shape.clone();
-        next.delivery = d;
-        next.topology = topology;
-        let old = std::mem::replace(&mut e.shape, self.shapes.acquire(next));
-        self.shapes.release(old);
     }
 
     /// Forgets a flow; whether there was one.
