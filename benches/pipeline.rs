@@ -6,6 +6,10 @@
 //! `cargo bench --bench pipeline` (or `strata bench pipeline --mode M --flows N` for one
 //! line).
 
+/// As `strata` runs: big tables on transparent huge pages.
+#[global_allocator]
+static ALLOC: strata_dataplane::huge::HugePageAlloc = strata_dataplane::huge::HugePageAlloc;
+
 #[path = "workload.rs"]
 mod workload;
 

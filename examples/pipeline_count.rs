@@ -12,6 +12,10 @@
 //! # (refs at 150 - refs at 50) / (100 * 1024)
 //! ```
 
+/// As `strata` runs: big tables on transparent huge pages.
+#[global_allocator]
+static ALLOC: strata_dataplane::huge::HugePageAlloc = strata_dataplane::huge::HugePageAlloc;
+
 #[path = "../benches/workload.rs"]
 mod workload;
 

@@ -12,6 +12,10 @@ mod lab;
 mod replay;
 mod run;
 
+/// Big tables on transparent huge pages (`strata_dataplane::huge`).
+#[global_allocator]
+static ALLOC: strata_dataplane::huge::HugePageAlloc = strata_dataplane::huge::HugePageAlloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

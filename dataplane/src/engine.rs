@@ -210,7 +210,7 @@ impl Engine {
     /// Processes one frame: parse, ingress, the switch, the rewrite of its bytes.
     pub fn process<'a>(&'a mut self, rx: Rx<'a>) -> Outcome<'a> {
         let parsed = packet::parse_captured(rx.data, rx.orig_len);
-        self.process_parsed(rx, parsed)
+        self.process_parsed(rx, &parsed)
     }
 
     /// [`process`](Self::process) for a frame the caller has parsed already (with
@@ -219,7 +219,7 @@ impl Engine {
     pub fn process_parsed<'a>(
         &'a mut self,
         rx: Rx<'a>,
-        parsed: Result<Parsed, packet::ParseError>,
+        parsed: &Result<Parsed, packet::ParseError>,
     ) -> Outcome<'a> {
         if rx.link_error {
             let verdict = self.decide(PortId::Uplink, &FrameInfo::Unsupported, rx.ts_ns);
@@ -228,7 +228,7 @@ impl Engine {
                 output: None,
             };
         }
-        let ingress = self.ingress(&rx, &parsed);
+        let ingress = self.ingress(&rx, parsed);
         let Ok(p) = parsed else {
             let verdict = self.decide(ingress, &FrameInfo::Malformed, rx.ts_ns);
             return Outcome {
@@ -237,11 +237,11 @@ impl Engine {
             };
         };
         if ingress == PortId::Uplink {
-            crate::switch::resolve::learn(&self.policy, &mut self.state, rx.data, &p);
+            crate::switch::resolve::learn(&self.policy, &mut self.state, rx.data, p);
         }
         // A whole packet of a flow (not an ICMP error, not a fragment, not VXLAN for this
         // host): the path table may answer for it, and learns its path otherwise.
-        let path = self.whole_flow_packet(&p).then(|| {
+        let path = self.whole_flow_packet(p).then(|| {
             PathKey::new(
                 FlowKey::of_fields(direction_of(ingress), &p.fields, p.icmp_id),
                 ingress,
@@ -250,33 +250,33 @@ impl Engine {
         const CONNECTION_FLAGS: u8 = tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST;
         if let Some(key) = &path
             && p.tcp_flags & CONNECTION_FLAGS == 0
-            && let Some(mut verdict) = self.replay(key, ingress, &p, rx.ts_ns)
+            && let Some(mut verdict) = self.replay(key, ingress, p, rx.ts_ns)
         {
             let output = verdict
                 .egress
-                .and_then(|e| self.rewrite(&mut verdict, e, &rx, &p));
+                .and_then(|e| self.rewrite(&mut verdict, e, &rx, p));
             return Outcome { verdict, output };
         }
-        let info = FrameInfo::from_frame(rx.data, &Ok(p), self.policy.vxlan_ports());
+        let info = FrameInfo::from_frame(rx.data, parsed, self.policy.vxlan_ports());
         let ip = matches!(info, FrameInfo::Ip(_));
         self.state.legs.clear();
         self.state.legs_cacheable = true;
         let mut verdict = match p.fragment {
-            Fragment::NonFirst if ip => self.follow(ingress, &p, rx.ts_ns),
+            Fragment::NonFirst if ip => self.follow(ingress, p, rx.ts_ns),
             _ => self.decide(ingress, &info, rx.ts_ns),
         };
         if let Some(key) = path {
-            self.learn_path(key, &p, &verdict);
+            self.learn_path(key, p, &verdict);
         }
         if ip && p.fragment == Fragment::First {
             let now = self.state.clock;
             self.state
                 .fragments
-                .first(datagram(ingress, &p), &verdict, &p.frag, now);
+                .first(datagram(ingress, p), &verdict, &p.frag, now);
         }
         let output = match (verdict.answer, verdict.egress) {
-            (Some(answer), _) => self.answer(&verdict, answer, rx.data, &p),
-            (None, Some(egress)) => self.rewrite(&mut verdict, egress, &rx, &p),
+            (Some(answer), _) => self.answer(&verdict, answer, rx.data, p),
+            (None, Some(egress)) => self.rewrite(&mut verdict, egress, &rx, p),
             (None, None) => None,
         };
         Outcome { verdict, output }
@@ -302,20 +302,20 @@ impl Engine {
     /// Brings a frame's flow state into the cache: its path entry and the connections
     /// the path keeps alive, looked up and read but not changed (a later packet of the
     /// batch may change them; processing looks them up again, now from the cache). For
-    /// a frame received at a known port; others are not warmed.
-    pub fn warm(&self, port: Option<PortId>, parsed: &Result<Parsed, packet::ParseError>) {
+    /// a frame received at a known port; others are not warmed. Whether it found a path.
+    pub fn warm(&self, port: Option<PortId>, parsed: &Result<Parsed, packet::ParseError>) -> bool {
         let (Some(ingress), Ok(p)) = (port, parsed) else {
-            return;
+            return false;
         };
         if !self.whole_flow_packet(p) {
-            return;
+            return false;
         }
         let key = PathKey::new(
             FlowKey::of_fields(direction_of(ingress), &p.fields, p.icmp_id),
             ingress,
         );
         let Some((e, shape)) = self.state.paths.get(&key) else {
-            return;
+            return false;
         };
         for (i, leg) in shape.legs.iter().enumerate() {
             if let (Some((c, _)), Some(Some(ps))) =
@@ -324,6 +324,7 @@ impl Engine {
                 std::hint::black_box(ps.conns.get(c).map(|c| c.last_seen));
             }
         }
+        true
     }
 
     /// Whether a parsed frame is a whole IP packet of a flow, as the path table keeps

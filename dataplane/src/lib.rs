@@ -37,6 +37,7 @@ pub mod device;
 pub mod drop;
 pub mod engine;
 pub mod flow;
+pub mod huge;
 pub mod packet;
 pub mod policy;
 pub mod port;

@@ -103,8 +103,10 @@ pub struct Worker {
     solicited: Option<Instant>,
     solicitations: Vec<Vec<u8>>,
     /// The batch's frames parsed (the first stage), kept between batches.
-    parsed: Vec<Result<crate::packet::Parsed, crate::packet::ParseError>>,
+    parsed: Vec<ParseResult>,
 }
+
+type ParseResult = Result<crate::packet::Parsed, crate::packet::ParseError>;
 
 /// How often the uplink's unknown neighbours are asked for.
 const SOLICIT_EVERY: Duration = Duration::from_secs(1);
@@ -348,84 +350,105 @@ impl Worker {
         // The snapshot does not change within a batch (it is installed between batches):
         // one handle for the batch names every outcome.
         let policy = std::sync::Arc::clone(engine.policy());
-        // The batch in stages, as VPP runs its vectors: every frame parsed (one parse for
-        // the owner and the engine), then — when the tables outgrow the caches — every
-        // frame's flow state fetched, so that the memory misses of the whole batch
-        // overlap instead of stalling each packet in turn; then each packet processed.
+        // One frame, parsed once for the owner and the engine (a macro, not a closure:
+        // the body must inline into both loops below, or the hit path pays ~60
+        // instructions a packet for the call).
+        macro_rules! one_frame {
+            ($f:expr, $parsed:expr) => {{
+                let f: &crate::device::RxFrame = $f;
+                let parsed: &ParseResult = $parsed;
+                let r: Result<(), WorkerError> = (|| {
+                    if let (Some(h), false, Some(port)) = (handoff.as_mut(), handed, f.port) {
+                        match ownership::owner_parsed(&policy, port, &f.data, parsed, h.workers()) {
+                            Owner::Worker(w) if w != h.me() => {
+                                h.send(w, &f.data, port, f.ts_ns);
+                                return Ok(());
+                            }
+                            Owner::All => {
+                                let me = h.me();
+                                for w in (0..h.workers()).filter(|&w| w != me) {
+                                    h.send(w, &f.data, port, f.ts_ns);
+                                }
+                            }
+                            Owner::Worker(_) | Owner::Any => {}
+                        }
+                    }
+                    let rx = Rx {
+                        data: &f.data,
+                        orig_len: f.orig_len,
+                        ts_ns: f.ts_ns,
+                        ingress: match (&f.port, &f.interface) {
+                            (Some(p), _) => Ingress::Port(*p),
+                            (None, Some(name)) => Ingress::Named(name),
+                            (None, None) => Ingress::Auto,
+                        },
+                        link_error: f.link_error,
+                    };
+                    let index = *frames;
+                    *frames += 1;
+                    let started = engine_time.is_some().then(Instant::now);
+                    let outcome = engine.process_parsed(rx, parsed);
+                    if let (Some(t), Some(s)) = (engine_time.as_mut(), started) {
+                        *t += s.elapsed();
+                    }
+                    observer.observe(index, &outcome, &policy)?;
+                    let Some(out) = outcome.output else {
+                        return Ok(());
+                    };
+                    let route = match out.port {
+                        PortId::Endpoint(s) => routes.get(s).copied().flatten(),
+                        PortId::Uplink => *uplink,
+                    };
+                    let Some(d) = route else { return Ok(()) };
+                    let wants_notes = notes.get(d).copied().unwrap_or(false);
+                    let Some(dev) = devices.get_mut(d) else {
+                        return Ok(());
+                    };
+                    let note = wants_notes.then(|| {
+                        let path = VerdictRecord::of(index, &policy, &outcome.verdict).path();
+                        match (out.kind, outcome.verdict.answer) {
+                            (OutputKind::Answer, Some(Answer::TooBig { .. })) => {
+                                format!("{path}; answered with ICMP too big")
+                            }
+                            _ => path,
+                        }
+                    });
+                    dev.send(&Transmit {
+                        port: out.port,
+                        port_name: policy.port_name(out.port),
+                        frame: out.frame,
+                        orig_len: out.orig_len,
+                        ts_ns: f.ts_ns,
+                        note: note.as_deref(),
+                    })?;
+                    Ok(())
+                })();
+                r?;
+            }};
+        }
+        // Once the tables outgrow the caches the batch goes in stages, as VPP runs its
+        // vectors: every frame parsed, then every frame's flow state looked up, so that
+        // the memory misses of the whole batch overlap instead of stalling each packet in
+        // turn, then each packet processed with its state in the cache. Below that, each
+        // frame is parsed where it is processed (a parse kept and read back costs more).
         parsed.clear();
-        parsed.extend(
-            batch
-                .frames()
-                .iter()
-                .map(|f| crate::packet::parse_captured(&f.data, f.orig_len)),
-        );
         if engine.tables_outgrow_caches() {
+            parsed.extend(
+                batch
+                    .frames()
+                    .iter()
+                    .map(|f| crate::packet::parse_captured(&f.data, f.orig_len)),
+            );
             for (f, p) in batch.frames().iter().zip(parsed.iter()) {
                 engine.warm(f.port, p);
             }
-        }
-        for (f, parsed) in batch.frames().iter().zip(parsed.drain(..)) {
-            if let (Some(h), false, Some(port)) = (handoff.as_mut(), handed, f.port) {
-                match ownership::owner_parsed(&policy, port, &f.data, &parsed, h.workers()) {
-                    Owner::Worker(w) if w != h.me() => {
-                        h.send(w, &f.data, port, f.ts_ns);
-                        continue;
-                    }
-                    Owner::All => {
-                        let me = h.me();
-                        for w in (0..h.workers()).filter(|&w| w != me) {
-                            h.send(w, &f.data, port, f.ts_ns);
-                        }
-                    }
-                    Owner::Worker(_) | Owner::Any => {}
-                }
+            for (f, p) in batch.frames().iter().zip(parsed.iter()) {
+                one_frame!(f, p);
             }
-            let rx = Rx {
-                data: &f.data,
-                orig_len: f.orig_len,
-                ts_ns: f.ts_ns,
-                ingress: match (&f.port, &f.interface) {
-                    (Some(p), _) => Ingress::Port(*p),
-                    (None, Some(name)) => Ingress::Named(name),
-                    (None, None) => Ingress::Auto,
-                },
-                link_error: f.link_error,
-            };
-            let index = *frames;
-            *frames += 1;
-            let started = engine_time.is_some().then(Instant::now);
-            let outcome = engine.process_parsed(rx, parsed);
-            if let (Some(t), Some(s)) = (engine_time.as_mut(), started) {
-                *t += s.elapsed();
+        } else {
+            for f in batch.frames() {
+                one_frame!(f, &crate::packet::parse_captured(&f.data, f.orig_len));
             }
-            observer.observe(index, &outcome, &policy)?;
-            let Some(out) = outcome.output else { continue };
-            let route = match out.port {
-                PortId::Endpoint(s) => routes.get(s).copied().flatten(),
-                PortId::Uplink => *uplink,
-            };
-            let Some(d) = route else { continue };
-            let wants_notes = notes.get(d).copied().unwrap_or(false);
-            let Some(dev) = devices.get_mut(d) else {
-                continue;
-            };
-            let note = wants_notes.then(|| {
-                let path = VerdictRecord::of(index, &policy, &outcome.verdict).path();
-                match (out.kind, outcome.verdict.answer) {
-                    (OutputKind::Answer, Some(Answer::TooBig { .. })) => {
-                        format!("{path}; answered with ICMP too big")
-                    }
-                    _ => path,
-                }
-            });
-            dev.send(&Transmit {
-                port: out.port,
-                port_name: policy.port_name(out.port),
-                frame: out.frame,
-                orig_len: out.orig_len,
-                ts_ns: f.ts_ns,
-                note: note.as_deref(),
-            })?;
         }
         Ok(())
     }

@@ -164,6 +164,7 @@ impl PathTable {
         self.shapes.len()
     }
 
+    #[inline]
     pub fn get(&self, key: &PathKey) -> Option<(&PathEntry, &PathShape)> {
         let e = self.map.get(key)?;
         Some((e, self.shapes.get(e.shape)?))
