@@ -173,3 +173,17 @@ fn stop_and_start_reloads_the_file_and_new_connections_work_at_once() {
         "7000 blocked now"
     );
 }
+
+/// `--flows` bounds the tables; zero is refused before anything starts (no privilege
+/// or interface needed to say so).
+#[test]
+fn a_table_size_of_zero_is_refused() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["run", "--config", "examples/policy.toml", "--flows", "0", "--preallocate"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("strata runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--flows"), "names the option: {err}");
+}

@@ -230,6 +230,8 @@ pub fn start(ns: &str, config: &std::path::Path, workers: usize) -> Strata {
         .arg("--control")
         .arg(config.with_extension("sock"))
         .args(["--workers", &workers.to_string(), "--interval", "1"])
+        // Tables sized at start, bounded well above what a test carries.
+        .args(["--flows", "4096", "--preallocate"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
