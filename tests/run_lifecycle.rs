@@ -179,7 +179,14 @@ fn stop_and_start_reloads_the_file_and_new_connections_work_at_once() {
 #[test]
 fn a_table_size_of_zero_is_refused() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["run", "--config", "examples/policy.toml", "--flows", "0", "--preallocate"])
+        .args([
+            "run",
+            "--config",
+            "examples/policy.toml",
+            "--flows",
+            "0",
+            "--preallocate",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("strata runs");
