@@ -151,11 +151,12 @@ impl PortPath<'_> {
         let generation = self.port.generation;
         let conn = self.state.conns.get(c)?;
         let holds = conn.generation == generation || {
+            let (fields, icmp_id) = self.state.conns.orig_fields(conn)?;
             let e = evaluate(
                 &self.port.layers,
                 conn.orig_dir,
-                &conn.orig_fields,
-                conn.orig_icmp_id,
+                &fields,
+                icmp_id,
                 None,
                 Some(conn.bindings),
             );
@@ -196,12 +197,12 @@ impl PortPath<'_> {
         let mut rewrite = ev.rewrite;
         let live = self.state.conns.live(c, now).map(|conn| {
             conn.generation = self.port.generation;
-            conn.orig_fields = m.fields;
-            conn.orig_icmp_id = m.icmp_id;
             // Whether the evaluation allocated a NAT port the connection does not use.
             ev.fresh_snat && conn.bindings.snat != ev.bindings.snat
         });
         if let Some(unused_snat) = live {
+            // Re-validated by this packet: its fields are what a policy change re-checks.
+            self.state.conns.repin(c, FlowPins::of(&m.fields));
             if let Some([own, _]) = self.state.conns.rewrites(c) {
                 rewrite = own;
             }
@@ -245,8 +246,7 @@ impl PortPath<'_> {
             orig_dir: dir,
             rewrites: Default::default(),
             bindings: ev.bindings,
-            orig_fields: m.fields,
-            orig_icmp_id: m.icmp_id,
+            orig_pins: 0,
             opened_by: m.fields.icmp,
             tcp: tcp_initial(m.tcp_flags),
             track: TcpTrack::opened(m.tcp_flags, &m.tcp_seq),
@@ -257,7 +257,11 @@ impl PortPath<'_> {
             ev.rewrite,
             reply_rewrite(&m.fields, m.icmp_id, &ev.out, ev.out_icmp_id),
         ];
-        let Ok(c) = self.state.conns.insert(conn, rewrites, now) else {
+        let Ok(c) = self
+            .state
+            .conns
+            .insert(conn, rewrites, FlowPins::of(&m.fields), now)
+        else {
             release_fresh(nat, ev);
             return Step::Return(Traversal::drop(DropReason::ConnectionTableFull, ev.decided));
         };

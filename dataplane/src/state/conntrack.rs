@@ -20,6 +20,7 @@ use strata_rules::conn::{self as spec, ConnKey, Segment, TcpSeq, TcpState, TcpTr
 use strata_rules::model::{Direction, Fields, proto};
 
 use super::intern::Interner;
+use super::uft::FlowPins;
 use crate::transpose::{PerFlow, Transposition};
 
 /// A handle on a connection; detects that the slot was reused.
@@ -67,10 +68,10 @@ pub struct Connection {
     /// [`ConnTable::insert`], read with [`ConnTable::rewrites`].
     pub rewrites: Rewrites,
     pub bindings: Bindings,
-    /// The headers that opened (or last re-validated) it: re-evaluated when the policy
-    /// changes.
-    pub orig_fields: Fields,
-    pub orig_icmp_id: Option<u16>,
+    /// The pins of the packet that opened (or last re-validated) it: with `key`, the
+    /// fields re-evaluated when the policy changes ([`ConnTable::orig_fields`]);
+    /// interned per table, set by [`ConnTable::insert`].
+    pub orig_pins: u32,
     /// The ICMP type and code of the packet that opened it (echo: which type answers).
     pub opened_by: Option<(u8, u8)>,
 }
@@ -118,6 +119,8 @@ pub struct ConnTable {
     hasher: RandomState,
     /// The shared parts of the connections' rewrites (own direction, replies).
     rewrites: Interner<[Transposition; 2]>,
+    /// The pins of their opening packets.
+    pins: Interner<FlowPins>,
     /// Bindings of removed connections, for the NAT pools' owner to free.
     pub released: Vec<Bindings>,
     slots: Vec<Slot>,
@@ -184,6 +187,7 @@ impl ConnTable {
             by_exit: HashTable::with_capacity(reserve),
             hasher: RandomState::new(),
             rewrites: Interner::default(),
+            pins: Interner::default(),
             released: Vec::new(),
             slots: Vec::with_capacity(reserve),
             free: Vec::new(),
@@ -209,6 +213,7 @@ impl ConnTable {
             + super::uft::hash_table_bytes(self.index.capacity(), index)
             + super::uft::hash_table_bytes(self.by_exit.capacity(), index)
             + self.rewrites.memory_bytes()
+            + self.pins.memory_bytes()
     }
 
     pub fn get(&self, r: ConnRef) -> Option<&Connection> {
@@ -241,6 +246,31 @@ impl ConnTable {
         let w = self.get(r)?.rewrites;
         let shared = self.rewrites.get(w.shared)?;
         Some([w.own[0].join(&shared[0]), w.own[1].join(&shared[1])])
+    }
+
+    /// The fields (and ICMP echo identifier) of the packet that opened `c`, or last
+    /// re-validated it.
+    pub fn orig_fields(&self, c: &Connection) -> Option<(Fields, Option<u16>)> {
+        Some(self.pins.get(c.orig_pins)?.with_key(&c.key))
+    }
+
+    /// Records the pins of a packet that re-validated connection `r`.
+    pub fn repin(&mut self, r: ConnRef, pins: FlowPins) {
+        let Some(old) = self.get(r).map(|c| c.orig_pins) else {
+            return;
+        };
+        if self.pins.get(old) == Some(&pins) {
+            return;
+        }
+        let new = self.pins.acquire(pins);
+        self.pins.release(old);
+        if let Some(c) = self
+            .slots
+            .get_mut(r.slot as usize)
+            .and_then(|s| s.conn.as_mut())
+        {
+            c.orig_pins = new;
+        }
     }
 
     fn hash(&self, dir: Direction, key: &ConnKey) -> u64 {
@@ -322,6 +352,7 @@ impl ConnTable {
         &mut self,
         mut conn: Connection,
         rewrites: [Transposition; 2],
+        pins: FlowPins,
         now: u64,
     ) -> Result<ConnRef, Full> {
         self.sweep_some(now, SWEEP_PER_INSERT, false);
@@ -346,6 +377,7 @@ impl ConnTable {
             shared: self.rewrites.acquire([shared0, shared1]),
             own: [own0, own1],
         };
+        conn.orig_pins = self.pins.acquire(pins);
         let usage = ConnUsage {
             opened: now,
             packets_orig: 1,
@@ -382,11 +414,18 @@ impl ConnTable {
 
     pub fn remove(&mut self, r: ConnRef) {
         let Some(c) = self.get(r) else { return };
-        let (dir, key, exit_key, bindings, shared) =
-            (c.orig_dir, c.key, c.exit_key, c.bindings, c.rewrites.shared);
+        let (dir, key, exit_key, bindings, shared, pins) = (
+            c.orig_dir,
+            c.key,
+            c.exit_key,
+            c.bindings,
+            c.rewrites.shared,
+            c.orig_pins,
+        );
         self.unindex(Index::Entry, dir, &key, r);
         self.unindex(Index::Exit, dir, &exit_key, r);
         self.rewrites.release(shared);
+        self.pins.release(pins);
         if let Some(s) = self.slots.get_mut(r.slot as usize)
             && s.serial == r.serial
             && s.conn.take().is_some()

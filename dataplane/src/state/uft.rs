@@ -58,6 +58,31 @@ impl FlowPins {
             icmp: f.icmp,
         }
     }
+
+    /// The header fields (and ICMP echo identifier) of a packet of connection key `k`
+    /// with these pins: the inverse of `conn_key` and `FlowPins::of` together, so a
+    /// connection keeps its opening packet's fields as its key and a pins index.
+    pub fn with_key(&self, k: &strata_rules::conn::ConnKey) -> (Fields, Option<u16>) {
+        // Only ICMP echo has a connection among ICMP messages; its key's ports are the
+        // identifier, its fields' ports 0.
+        let (src_port, dst_port, icmp_id) = match self.icmp {
+            Some(_) => (0, 0, Some(k.src_port)),
+            None => (k.src_port, k.dst_port, None),
+        };
+        let fields = Fields {
+            src_mac: self.src_mac,
+            dst_mac: self.dst_mac,
+            vlan: self.vlan,
+            vni: self.vni,
+            src_ip: k.src_ip,
+            dst_ip: k.dst_ip,
+            protocol: k.protocol,
+            src_port,
+            dst_port,
+            icmp: self.icmp,
+        };
+        (fields, icmp_id)
+    }
 }
 
 /// Where the switch delivers a flow's packets after the sender's layers, when that is
@@ -270,4 +295,71 @@ pub(crate) fn hash_table_bytes(capacity: usize, entry: usize) -> usize {
     }
     let buckets = (capacity * 8 / 7).next_power_of_two().max(4);
     buckets * (entry + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_rules::conn::conn_key;
+    use strata_rules::model::{Fields, Mac};
+
+    use super::FlowPins;
+
+    #[test]
+    fn a_connection_key_and_its_pins_give_back_the_opening_fields() {
+        let base = Fields {
+            src_mac: Mac([0, 0x15, 0x5d, 0, 0, 1]),
+            dst_mac: Mac([2, 0, 0, 0, 0, 1]),
+            vlan: Some(7),
+            vni: None,
+            src_ip: "198.18.0.1".parse().unwrap(),
+            dst_ip: "2001:db8::1".parse().unwrap(),
+            protocol: 6,
+            src_port: 40000,
+            dst_port: 443,
+            icmp: None,
+        };
+        let cases = [
+            (base, None),
+            (
+                Fields {
+                    protocol: 17,
+                    ..base
+                },
+                None,
+            ),
+            (
+                Fields {
+                    protocol: 47,
+                    src_port: 0,
+                    dst_port: 0,
+                    ..base
+                },
+                None,
+            ),
+            (
+                Fields {
+                    protocol: 1,
+                    src_port: 0,
+                    dst_port: 0,
+                    icmp: Some((8, 0)),
+                    ..base
+                },
+                Some(4242),
+            ),
+            (
+                Fields {
+                    protocol: 58,
+                    src_port: 0,
+                    dst_port: 0,
+                    icmp: Some((129, 0)),
+                    ..base
+                },
+                Some(7),
+            ),
+        ];
+        for (f, id) in cases {
+            let k = conn_key(&f, id).unwrap();
+            assert_eq!(FlowPins::of(&f).with_key(&k), (f, id), "{f:?}");
+        }
+    }
 }
