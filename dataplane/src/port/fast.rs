@@ -41,13 +41,17 @@ impl PortPath<'_> {
                 // A new connection the other way over a finished one: the slow path's.
                 return None;
             }
-            if st.conns.touch(c, m.tcp_flags, &m.tcp_seq, from_orig, now) == Touch::OutOfWindow {
-                return Some(Traversal::drop(DropReason::TcpOutOfWindow, None));
-            }
         }
+        // The layers' decisions count even when connection tracking refuses the segment
+        // below, as on the slow path, which evaluates the layers first.
         let shape = e.shape;
         st.counters
             .count_hits(shape.hits.iter().map(|&w| Decision::unpack(w)));
+        if let Some(c) = conn
+            && st.conns.touch(c, m.tcp_flags, &m.tcp_seq, from_orig, now) == Touch::OutOfWindow
+        {
+            return Some(Traversal::drop(DropReason::TcpOutOfWindow, None));
+        }
         st.last = LastLeg {
             cacheable: true,
             conn: conn.map(|c| (c, from_orig)),
