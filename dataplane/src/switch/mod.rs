@@ -215,17 +215,19 @@ impl Switch<'_> {
             topology: policy.topology,
         };
         let t = path.traverse(dir, m, now, &mut st.nat);
-        // Note the traversal for the path table.
-        let last = &path.state.last;
+        // Note the traversal for the path table (the port's note is reset by its next
+        // traversal: its hits are taken, not copied).
+        let version = path.state.version;
+        let last = &mut path.state.last;
         st.legs_cacheable &= last.cacheable;
         st.legs.push(Leg {
             slot: p,
             incarnation: port.incarnation,
             generation: port.generation,
-            version: path.state.version,
+            version,
             dir,
             conn: last.conn,
-            hits: last.hits.clone(),
+            hits: std::mem::take(&mut last.hits),
             dropped: t.drop.is_some(),
         });
         t
