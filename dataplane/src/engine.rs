@@ -26,7 +26,7 @@ use crate::packet::{self, Fragment, FrameKind, Parsed};
 use crate::policy::Decision;
 use crate::policy::{CompileOptions, CompiledPolicy, PortId};
 use crate::state::fragments::DatagramKey;
-use crate::state::path::{PathKey, Recorded};
+use crate::state::path::{PathKey, PathShape, Recorded};
 use crate::state::uft::FlowPins;
 use crate::state::{EngineState, Limits, SwitchStats};
 use crate::switch::{FrameInfo, Switch};
@@ -434,13 +434,16 @@ impl Engine {
             return;
         }
         let recorded = Recorded {
-            pins: FlowPins::of(&p.fields),
-            topology: self.policy.topology,
-            underlay: st.underlay_epoch,
-            egress: v.egress,
-            drop: v.drop,
-            decided: v.decided,
-            rewrite: v.rewrite,
+            outcome: PathShape {
+                pins: FlowPins::of(&p.fields),
+                topology: self.policy.topology,
+                underlay: st.underlay_epoch,
+                egress: v.egress,
+                drop: v.drop,
+                decided: v.decided,
+                rewrite: v.rewrite,
+                legs: smallvec::SmallVec::new(),
+            },
             legs: &st.legs,
         };
         st.paths.insert(key, recorded);

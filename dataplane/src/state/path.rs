@@ -121,15 +121,10 @@ impl PathEntry {
     }
 }
 
-/// A recorded path, before it is split into shape and entry.
+/// A recorded path, before it is split into shape and entry: its outcome as a shape
+/// whose rewrite is still whole and whose legs are still to come from `legs`.
 pub struct Recorded<'a> {
-    pub pins: FlowPins,
-    pub topology: u64,
-    pub underlay: u64,
-    pub egress: Option<PortId>,
-    pub drop: Option<DropReason>,
-    pub decided: Option<(PortId, Decision)>,
-    pub rewrite: Transposition,
+    pub outcome: PathShape,
     pub legs: &'a [Leg],
 }
 
@@ -175,9 +170,11 @@ impl PathTable {
         if self.capacity == 0 || r.legs.len() > MAX_LEGS {
             return;
         }
-        let (own, rewrite) = PerFlow::split(&r.rewrite);
+        let mut shape = r.outcome;
+        let (own, rewrite) = PerFlow::split(&shape.rewrite);
+        shape.rewrite = rewrite;
         let mut conns = [ConnRef::NONE; MAX_LEGS];
-        let legs = r
+        shape.legs = r
             .legs
             .iter()
             .zip(conns.iter_mut())
@@ -197,16 +194,7 @@ impl PathTable {
                 }
             })
             .collect();
-        let shape = self.shapes.acquire(PathShape {
-            pins: r.pins,
-            topology: r.topology,
-            underlay: r.underlay,
-            egress: r.egress,
-            drop: r.drop,
-            decided: r.decided,
-            rewrite,
-            legs,
-        });
+        let shape = self.shapes.acquire(shape);
         if self.map.len() >= self.capacity
             && !self.map.contains_key(&key)
             && let Some(k) = self.map.keys().next().copied()
