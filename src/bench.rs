@@ -22,8 +22,8 @@ pub mod workload;
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// The packet path on DPDK testpmd's workload (64-byte UDP, N flows): prints
-    /// `flows=N mode=M workers=W mpps=X ns_per_pkt=Y bytes_per_flow=B`, comparable with
-    /// `peer-dpdk-testpmd N`.
+    /// `flows=N mode=M workers=W mpps=X ns_per_pkt=Y bytes_per_flow=B peak_rss_mb=R`,
+    /// comparable with `peer-dpdk-testpmd N`.
     Pipeline {
         /// Distinct flows (testpmd's peer script uses 1024).
         #[arg(long, default_value_t = 1024)]
@@ -95,8 +95,13 @@ pub fn run(cmd: BenchCommand) -> Result<(), Failure> {
                 return Err(Failure::Input(format!("--workers {workers}: 1 to 256")));
             }
             let r = workload::measure(m, flows, workers, rounds, Duration::from_millis(300));
+            // The whole process at its peak (the frames held in memory included), where
+            // the system says (Linux).
+            let rss = peak_rss_mb()
+                .map(|mb| format!(" peak_rss_mb={mb:.0}"))
+                .unwrap_or_default();
             println!(
-                "flows={flows} mode={mode} workers={workers} mpps={:.2} ns_per_pkt={:.1} bytes_per_flow={:.0}",
+                "flows={flows} mode={mode} workers={workers} mpps={:.2} ns_per_pkt={:.1} bytes_per_flow={:.0}{rss}",
                 r.pps / 1e6,
                 1e9 * f64::from(workers) / r.pps.max(1.0),
                 r.bytes_per_flow
@@ -104,6 +109,20 @@ pub fn run(cmd: BenchCommand) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// This process's peak resident memory (`VmHWM`), in MB.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
 }
 
 /// Reads a text file, gunzipping it when its name ends in `.gz`.
