@@ -44,7 +44,7 @@ pub struct Args {
     pub metrics: Option<String>,
     /// The most flows each port's flow and connection tables hold (and each worker's
     /// path table); a new flow beyond is refused as `connection-table-full`.
-    #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1..=1 << 26))]
     pub flows: u32,
     /// Size those tables for `--flows` at start: the memory is taken at once (about
     /// 620 bytes a flow, per port and worker) and no table grows on the packet path.
@@ -69,6 +69,31 @@ pub fn init_logging() {
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+}
+
+/// What `--preallocate` takes: each worker's tables for `flows` flows — every port's
+/// flow and connection tables and the path table — at about 620 bytes a flow each
+/// (README "Benchmarks": the figure `strata bench pipeline` prints as bytes_per_flow).
+fn preallocated_bytes(flows: usize, ports: usize, workers: usize) -> u64 {
+    const BYTES_PER_FLOW: u64 = 620;
+    (flows as u64)
+        .saturating_mul(BYTES_PER_FLOW)
+        .saturating_mul(ports as u64 + 1)
+        .saturating_mul(workers as u64)
+}
+
+/// The memory the system says is available (`MemAvailable`, Linux), in bytes.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb.saturating_mul(1024))
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -100,6 +125,23 @@ pub fn run(args: Args) -> Result<(), Failure> {
         .map_err(|r| Failure::Input(format!("invalid policy {name}:\n{r}")))?;
     let policy = state.current().clone();
     let flows = args.flows as usize;
+    if args.preallocate {
+        // Sized at start, the tables must fit: refused here with the figures, never an
+        // allocation failure (an abort) in a worker.
+        let need = preallocated_bytes(flows, policy.ports.len(), args.workers);
+        if let Some(available) = available_memory()
+            && need > available
+        {
+            return Err(Failure::Input(format!(
+                "--preallocate: {flows} flows for {} ports and {} workers need about {:.1} GB, \
+                 more than the {:.1} GB available; lower --flows or drop --preallocate",
+                policy.ports.len(),
+                args.workers,
+                need as f64 / 1e9,
+                available as f64 / 1e9
+            )));
+        }
+    }
     let config = ServiceConfig {
         workers: args.workers,
         limits: strata_dataplane::state::Limits {

@@ -194,3 +194,18 @@ fn a_table_size_of_zero_is_refused() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("--flows"), "names the option: {err}");
 }
+
+/// Tables sized at start must fit the machine: refused with the figures before anything
+/// starts, never an allocation failure in a worker.
+#[test]
+fn a_preallocation_beyond_the_memory_is_refused() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["run", "--config", "examples/policy.toml"])
+        .args(["--flows", "67108864", "--workers", "64", "--preallocate"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("strata runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--preallocate") && err.contains("GB"), "{err}");
+}
