@@ -748,8 +748,10 @@ fn round_trip(files: &[(&str, &str)]) {
 
 #[test]
 fn import_hns_round_trips_every_understood_document() {
+    let mut visited = 0;
     for entry in std::fs::read_dir(WILD).expect("../shared/hns-wild/orig") {
         let name = entry.unwrap().file_name().into_string().unwrap();
+        visited += 1;
         let text = wild(&name);
         if name == "wcn_l2bridge_dualstack_template.json" {
             round_trip(&[
@@ -778,6 +780,8 @@ fn import_hns_round_trips_every_understood_document() {
             }
         }
     }
+    // An empty or missing corpus would check nothing above.
+    assert_eq!(visited, 18, "the 18 documents of ../shared/hns-wild/orig");
     round_trip(&[
         ("host.toml", "[host]\naddresses = [\"198.19.0.10\"]\n"),
         ("net.json", V2_NETWORK),
