@@ -34,6 +34,15 @@ impl Out<'_, '_> {
         let _ = writeln!(self.s, "{key} = {}", quote(v));
     }
 
+    /// A value written as it is (a number, a boolean).
+    fn str_raw(&mut self, key: &str, v: &str) {
+        let _ = writeln!(self.s, "{key} = {v}");
+    }
+
+    fn bool(&mut self, key: &str, v: bool) {
+        self.str_raw(key, if v { "true" } else { "false" });
+    }
+
     fn opt(&mut self, key: &str, v: Option<&Spanned<String>>) {
         if let Some(v) = v {
             self.str(key, v.get_ref());
@@ -191,10 +200,10 @@ fn rule(o: &mut Out, r: &Spanned<raw::Rule>) {
     o.str("action", r.action.get_ref().as_str());
     o.opt("load_balancer", r.load_balancer.as_ref());
     if r.terminating {
-        o.str_raw("terminating", "true");
+        o.bool("terminating", true);
     }
     if let Some(st) = &r.stateful {
-        o.str_raw("stateful", if *st.get_ref() { "true" } else { "false" });
+        o.bool("stateful", *st.get_ref());
     }
     conditions(o, &r.conditions());
     if let Some(p) = &r.snat {
@@ -216,12 +225,6 @@ fn rule(o: &mut Out, r: &Spanned<raw::Rule>) {
         o.header("[endpoint.layer.group.rule.set_mac]", p.span());
         o.opt("src", p.get_ref().src.as_ref());
         o.opt("dst", p.get_ref().dst.as_ref());
-    }
-}
-
-impl Out<'_, '_> {
-    fn str_raw(&mut self, key: &str, v: &str) {
-        let _ = writeln!(self.s, "{key} = {v}");
     }
 }
 
