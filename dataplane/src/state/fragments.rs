@@ -78,16 +78,24 @@ impl FragmentTable {
         // Only the first fragment holds a quoted packet or gets an answer.
         followed.icmp_inner = None;
         followed.answer = None;
+        // A first fragment seen again replaces its datagram's record but keeps its birth,
+        // so that its place in `order` still names it (it expires and gives way once);
+        // a new one takes the next place.
+        let born = match self.map.get(&key) {
+            Some(d) => d.born,
+            None => {
+                self.order.push_back((key, now));
+                now
+            }
+        };
         let d = Datagram {
             verdict: followed,
             seen: SmallVec::from_slice(&[(0, f.len)]),
             end: None,
             poisoned: false,
-            born: now,
+            born,
         };
-        if self.map.insert(key, d).is_none() || !self.order.iter().any(|(k, _)| *k == key) {
-            self.order.push_back((key, now));
-        }
+        self.map.insert(key, d);
     }
 
     /// The verdict a later fragment follows, or `None` if it is refused.
@@ -156,4 +164,40 @@ fn covered(seen: &mut [(u32, u32)], total: u32) -> bool {
         reach = reach.max(e);
     }
     reach >= total
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_rules::model::Direction;
+
+    use super::*;
+    use crate::drop::DropReason;
+
+    #[test]
+    fn first_fragments_sent_again_keep_the_table_bounded() {
+        let mut t = FragmentTable::new(8);
+        let v = Verdict::drop(PortId::Uplink, Direction::In, DropReason::Acl);
+        let f = FragmentInfo {
+            id: 0,
+            offset: 0,
+            more: true,
+            len: 8,
+        };
+        for round in 0..4u64 {
+            for id in 0..100u32 {
+                let key = DatagramKey {
+                    ingress: PortId::Uplink,
+                    src: std::net::Ipv4Addr::new(198, 19, 0, 1).into(),
+                    dst: std::net::Ipv4Addr::new(198, 18, 0, 1).into(),
+                    protocol: proto::UDP,
+                    id,
+                };
+                // Every first fragment twice.
+                t.first(key, &v, &f, 1 + round);
+                t.first(key, &v, &f, 1 + round);
+                assert!(t.map.len() <= 8, "{} datagrams held", t.map.len());
+                assert!(t.order.len() <= 2 * 8 + 1, "{} in order", t.order.len());
+            }
+        }
+    }
 }
