@@ -192,9 +192,10 @@ mod tests {
                     protocol: proto::UDP,
                     id,
                 };
-                // Every first fragment twice.
-                t.first(key, &v, &f, 1 + round);
-                t.first(key, &v, &f, 1 + round);
+                // Every first fragment twice, the second a little later.
+                let now = 1 + 10 * (round * 100 + u64::from(id));
+                t.first(key, &v, &f, now);
+                t.first(key, &v, &f, now + 1);
                 assert!(t.map.len() <= 8, "{} datagrams held", t.map.len());
                 assert!(t.order.len() <= 2 * 8 + 1, "{} in order", t.order.len());
             }
