@@ -129,10 +129,6 @@ pub struct Engine {
     buf: PacketBuf,
     /// The switch's answer to the current frame.
     answer: Vec<u8>,
-    /// Whether Strata routes what leaves the uplink addressed to the host's MAC (the
-    /// service, where Strata is the host); replay keeps the host's MAC, as WinNAT hands
-    /// such frames to the Windows host's stack.
-    host_routing: bool,
 }
 
 impl Engine {
@@ -144,13 +140,14 @@ impl Engine {
             state,
             buf: PacketBuf::with_headroom(&[], DEFAULT_HEADROOM),
             answer: Vec::with_capacity(128),
-            host_routing: false,
         }
     }
 
-    /// Makes this engine the host's router on the uplink (`route_on_uplink`).
+    /// Makes this engine the host's router on the uplink (`route_on_uplink`): Strata
+    /// routes what leaves the uplink addressed to the host's MAC (the service, where
+    /// Strata is the host); replay keeps the host's MAC, as WinNAT hands such frames to
+    /// the Windows host's stack (`EngineState::host`).
     pub fn route_as_host(&mut self) {
-        self.host_routing = true;
         self.state.host = true;
     }
 
@@ -302,20 +299,20 @@ impl Engine {
     /// Brings a frame's flow state into the cache: its path entry and the connections
     /// the path keeps alive, looked up and read but not changed (a later packet of the
     /// batch may change them; processing looks them up again, now from the cache). For
-    /// a frame received at a known port; others are not warmed. Whether it found a path.
-    pub fn warm(&self, port: Option<PortId>, parsed: &Result<Parsed, packet::ParseError>) -> bool {
+    /// a frame received at a known port; others are not warmed.
+    pub fn warm(&self, port: Option<PortId>, parsed: &Result<Parsed, packet::ParseError>) {
         let (Some(ingress), Ok(p)) = (port, parsed) else {
-            return false;
+            return;
         };
         if !self.whole_flow_packet(p) {
-            return false;
+            return;
         }
         let key = PathKey::new(
             FlowKey::of_fields(direction_of(ingress), &p.fields, p.icmp_id),
             ingress,
         );
         let Some((e, shape)) = self.state.paths.get(&key) else {
-            return false;
+            return;
         };
         for (i, leg) in shape.legs.iter().enumerate() {
             if let (Some((c, _)), Some(Some(ps))) =
@@ -324,7 +321,6 @@ impl Engine {
                 std::hint::black_box(ps.conns.get(c).map(|c| c.last_seen));
             }
         }
-        true
     }
 
     /// Whether a parsed frame is a whole IP packet of a flow, as the path table keeps
@@ -456,13 +452,7 @@ impl Engine {
         let verdict = st
             .fragments
             .follow(&datagram(ingress, p), &p.frag, st.clock)
-            .unwrap_or_else(|| {
-                let direction = match ingress {
-                    PortId::Endpoint(_) => Direction::Out,
-                    PortId::Uplink => Direction::In,
-                };
-                Verdict::drop(ingress, direction, DropReason::Fragment)
-            });
+            .unwrap_or_else(|| Verdict::drop(ingress, direction_of(ingress), DropReason::Fragment));
         st.stats.count(verdict.drop);
         verdict
     }
@@ -535,7 +525,7 @@ impl Engine {
     /// Whether a frame leaving the uplink is addressed to the host's own MAC: routed
     /// traffic of a NAT or L2Bridge network, which the host's stack routes on Windows.
     fn routed_by_host(&self, frame: &[u8]) -> bool {
-        self.host_routing && frame.get(..6) == Some(&self.policy.uplink.mac.0[..])
+        self.state.host && frame.get(..6) == Some(&self.policy.uplink.mac.0[..])
     }
 
     /// Routes the frame in the rewrite buffer on the uplink's segment, as the host's

@@ -49,7 +49,10 @@ unsafe impl GlobalAlloc for HugePageAlloc {
     unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: as above.
         let q = unsafe { System.realloc(p, layout, new_size) };
-        advise(q, new_size);
+        // Only a grown allocation is advised: a shrunk one no longer owns its old tail.
+        if new_size > layout.size() {
+            advise(q, new_size);
+        }
         q
     }
 }

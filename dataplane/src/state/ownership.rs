@@ -160,7 +160,6 @@ pub fn owner_parsed(
     let Ok(p) = parsed else {
         return Owner::Any;
     };
-    let p = *p;
     match p.kind {
         FrameKind::Arp(a) if ingress == PortId::Uplink && a.op == 2 => return Owner::All,
         FrameKind::Ip => {}
@@ -179,8 +178,8 @@ pub fn owner_parsed(
         };
     }
     match ingress {
-        PortId::Endpoint(_) => from_endpoint(policy, frame, &p, workers),
-        PortId::Uplink => from_uplink(policy, frame, &p, workers),
+        PortId::Endpoint(_) => from_endpoint(policy, frame, p, workers),
+        PortId::Uplink => from_uplink(policy, frame, p, workers),
     }
 }
 

@@ -154,11 +154,6 @@ impl PathTable {
         self.map.is_empty()
     }
 
-    /// Distinct shapes among the paths.
-    pub fn shapes(&self) -> usize {
-        self.shapes.len()
-    }
-
     #[inline]
     pub fn get(&self, key: &PathKey) -> Option<(&PathEntry, &PathShape)> {
         let e = self.map.get(key)?;

@@ -100,10 +100,7 @@ impl PerFlow {
 /// Order of application: `decap` strips the outer Ethernet/IP/UDP/VXLAN headers; then the
 /// inner MACs, addresses and ports are modified; then the VLAN operation; then `encap`
 /// puts new outer headers in front.
-// Equality is written out only for its shortcut; it is the field-wise equality the
-// derived `Hash` agrees with.
-#[allow(clippy::derived_hash_with_manual_eq)]
-#[derive(Clone, Copy, Eq, Hash, Debug, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
 pub struct Transposition {
     pub decap: bool,
     pub src_mac: Option<Mac>,
@@ -116,36 +113,6 @@ pub struct Transposition {
     pub dst_port: Option<u16>,
     pub vlan: VlanOp,
     pub encap: Option<Encap>,
-}
-
-impl PartialEq for Transposition {
-    fn eq(&self, other: &Transposition) -> bool {
-        // Most rewrites compared (interning a flow's shape) are the identity: say so
-        // in a few instructions, not a field-by-field walk through every `Option`.
-        if self.is_identity() && other.is_identity() {
-            return true;
-        }
-        let Transposition {
-            decap,
-            src_mac,
-            dst_mac,
-            src_ip,
-            dst_ip,
-            src_port,
-            dst_port,
-            vlan,
-            encap,
-        } = self;
-        *decap == other.decap
-            && *src_mac == other.src_mac
-            && *dst_mac == other.dst_mac
-            && *src_ip == other.src_ip
-            && *dst_ip == other.dst_ip
-            && *src_port == other.src_port
-            && *dst_port == other.dst_port
-            && *vlan == other.vlan
-            && *encap == other.encap
-    }
 }
 
 impl Transposition {
