@@ -284,7 +284,11 @@ pub fn measure(mode: Mode, flows: u32, workers: u32, rounds: u32, round: Duratio
         let handles: Vec<_> = (0..workers)
             .map(|w| s.spawn(move || measure_one(mode, flows, w, workers, rounds, round)))
             .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        // A worker that panicked is a failed measurement, not a slower one.
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
     });
     Measured {
         pps: results.iter().map(|m| m.pps).sum(),

@@ -94,6 +94,11 @@ pub fn run(cmd: BenchCommand) -> Result<(), Failure> {
             if workers == 0 || workers > 256 {
                 return Err(Failure::Input(format!("--workers {workers}: 1 to 256")));
             }
+            if workers > flows {
+                return Err(Failure::Input(format!(
+                    "--workers {workers}: at most one worker a flow (--flows {flows})"
+                )));
+            }
             let r = workload::measure(m, flows, workers, rounds, Duration::from_millis(300));
             // The whole process at its peak (the frames held in memory included), where
             // the system says (Linux).

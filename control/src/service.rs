@@ -528,7 +528,9 @@ ipv4 = "198.18.16.10"
         .expect("start");
         let handle = service.handle();
         let r = handle.report();
-        assert_eq!(r.workers, 2, "both workers answer");
+        // One worker on Windows (`Service::start` says why).
+        let expected = if cfg!(windows) { 1 } else { 2 };
+        assert_eq!(r.workers, expected, "every worker answers");
         assert_eq!(r.report.stats.packets, 0);
         assert_eq!(
             r.report.ports.len(),
@@ -548,6 +550,8 @@ ipv4 = "198.18.16.10"
         assert!(matches!(handle.apply(policy), Err(ServiceError::Stopped)));
     }
 
+    // Linux: elsewhere the interfaces are WinDivert's or unsupported, with other errors.
+    #[cfg(target_os = "linux")]
     #[test]
     fn a_missing_interface_is_refused() {
         let text = POLICY.replace(

@@ -42,6 +42,7 @@ impl PolicyWatcher {
             .collect::<Result<_, _>>()?;
         let names: Vec<PathBuf> = files.clone();
         let (tx, rx) = unbounded();
+        let kick = tx.clone();
         let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
             if let Ok(ev) = ev
                 && ev.paths.iter().any(|p| {
@@ -69,6 +70,9 @@ impl PolicyWatcher {
                 .watch(dir, RecursiveMode::NonRecursive)
                 .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
         }
+        // A save between reading `running` and the watches taking hold sent no event:
+        // look once now (an unchanged text is not applied again).
+        let _ = kick.send(());
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
