@@ -3,7 +3,8 @@
 //! and walks the page tables. Hosts commonly run THP in `madvise` mode, so the allocator
 //! of the `strata` binary asks for huge pages on every allocation of 2 MiB or more (the
 //! flow, path and connection tables once they are big; nothing small), and leaves the
-//! rest to the system allocator. Measured: 1M-flow hits 2.6 -> 3.9 Mpps.
+//! rest to the system allocator. Measured (README "Benchmarks"): 1M-flow hits 2.6 -> 3.9
+//! Mpps, as with glibc's own `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`.
 //!
 //! ```
 //! #[global_allocator]
